@@ -1,0 +1,7 @@
+"""ptycho_dist: a distributed batch study runner for ptychographic imaging."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

@@ -1,0 +1,50 @@
+"""Exception hierarchy of ptycho_dist.
+
+One base class, :class:`PtychoDistError`; every subclass also inherits the builtin it resembles so
+that callers may catch either (``except ValueError`` keeps working).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PtychoDistError",
+    "SpecError",
+    "PhysicsError",
+    "GroupingError",
+    "StitchError",
+    "EvaluationError",
+    "StorageError",
+    "StageError",
+]
+
+
+class PtychoDistError(Exception):
+    """Base class of every error raised on purpose by ptycho_dist."""
+
+
+class SpecError(PtychoDistError, ValueError):
+    """A study file or scenario spec is invalid (message names the file and the dotted field path)."""
+
+
+class PhysicsError(PtychoDistError, ValueError):
+    """Physical parameters that cannot be simulated (object too small, step 0, negative dose...)."""
+
+
+class GroupingError(PtychoDistError, ValueError):
+    """Scan positions cannot be grouped as asked (too few positions, K too small, too many groups)."""
+
+
+class StitchError(PtychoDistError, ValueError):
+    """Patches and positions that cannot be stitched (shape mismatch, NaN, outside the frame)."""
+
+
+class EvaluationError(PtychoDistError, ValueError):
+    """Arrays that cannot be compared (shape mismatch, empty region)."""
+
+
+class StorageError(PtychoDistError, OSError):
+    """A run directory, array store or table cannot be read or written as expected."""
+
+
+class StageError(PtychoDistError, RuntimeError):
+    """A pipeline stage failed for a scientific or input reason (becomes a ``failed`` row)."""

@@ -1,0 +1,38 @@
+"""Study specs: frozen scenario models, study files and grid expansion, content-addressed keys.
+
+Pure: no I/O (reading the file is :func:`ptycho_dist.storage.specs.load_study`).
+"""
+
+from __future__ import annotations
+
+from ptycho_dist.study.keys import (
+    STAGE_VERSIONS,
+    ScenarioKeys,
+    canonical_json,
+    derive_seed,
+    scenario_id,
+    scenario_keys,
+    stage_key,
+)
+from ptycho_dist.study.schema import study_json_schema
+from ptycho_dist.study.spec import (
+    DoseSpec,
+    EvaluationSpec,
+    GroupingSpec,
+    ModelSpec,
+    ObjectSpec,
+    ProbeSpec,
+    ResourcesSpec,
+    Scenario,
+    ScanSpec,
+    StitchSpec,
+    TrainingSpec,
+)
+from ptycho_dist.study.study import Axis, Study, StudyFile, StudyMeta, axis_paths, parse_study, study_from_dict
+
+__all__ = [
+    "STAGE_VERSIONS", "ScenarioKeys", "canonical_json", "derive_seed", "scenario_id", "scenario_keys",
+    "stage_key", "study_json_schema", "DoseSpec", "EvaluationSpec", "GroupingSpec", "ModelSpec",
+    "ObjectSpec", "ProbeSpec", "ResourcesSpec", "Scenario", "ScanSpec", "StitchSpec", "TrainingSpec",
+    "Axis", "Study", "StudyFile", "StudyMeta", "axis_paths", "parse_study", "study_from_dict",
+]

@@ -1,0 +1,49 @@
+"""Human-readable description of a study (used by ``ptycho-dist validate``)."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ptycho_dist.study.keys import scenario_keys
+from ptycho_dist.study.study import Study
+
+__all__ = ["describe_study", "stage_counts"]
+
+
+def stage_counts(study: Study) -> dict[str, int]:
+    """Number of distinct stage keys per stage: what the runner will compute at most."""
+    keys = [scenario_keys(s) for s in study.scenarios]
+    out: dict[str, int] = {}
+    for stage in ("simulate", "group", "train", "infer", "stitch", "evaluate"):
+        distinct = {getattr(k, stage) for k in keys} - {None}
+        out[stage] = len(distinct)
+    return out
+
+
+def describe_study(study: Study) -> Group:
+    """A rich renderable: headline, axes table, distinct stages."""
+    n_points = len(study.scenarios) // study.meta.replicates
+    head = Text.assemble(
+        (f"{study.source}: ", "bold"),
+        f"study {study.meta.name!r} is valid: ",
+        (f"{len(study.scenarios)} scenarios", "bold green"),
+        f" ({n_points} grid points x {study.meta.replicates} replicates, seed {study.meta.seed})",
+    )
+    axes = Table("axis", "values", "count", title="axes")
+    for axis in study.axes:
+        vals = ", ".join(json.dumps(v[0] if len(v) == 1 else list(v)) for v in axis.values)
+        axes.add_row(axis.label, vals, str(len(axis.values)))
+    for i, flt in enumerate(study.excludes):
+        axes.add_row(f"exclude[{i}]", json.dumps(dict(flt)), "-")
+    stages = Table("stage", "distinct tasks", title="stages (shared work runs once)")
+    for stage, n in stage_counts(study).items():
+        stages.add_row(stage, str(n))
+    parts = [head]
+    if study.meta.description:
+        parts.append(Text(study.meta.description, style="italic"))
+    parts += [axes, stages]
+    return Group(*parts)

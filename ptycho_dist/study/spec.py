@@ -1,0 +1,265 @@
+"""Frozen, validated models of one scenario (every field has a default and a docstring).
+
+A *scenario* is a fully resolved spec: which object, probe, scan, dose, grouping, model, training,
+stitching, evaluation and resources one data point of a study uses. Models are pydantic v2, frozen,
+strict (TOML types are not coerced: ``"1e9"`` is not a number) and reject unknown keys. They
+round-trip through JSON: ``Scenario.from_dict(s.to_dict()) == s``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "SpecModel",
+    "ObjectSpec",
+    "ProbeSpec",
+    "ScanSpec",
+    "DoseSpec",
+    "GroupingSpec",
+    "ModelSpec",
+    "TrainingSpec",
+    "StitchSpec",
+    "EvaluationSpec",
+    "ResourcesSpec",
+    "Scenario",
+]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: frozen, strict, unknown keys forbidden, docstrings as descriptions."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible dict (tuples become lists)."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Validate a JSON-compatible dict (the inverse of :meth:`to_dict`)."""
+        return cls.model_validate_json(json.dumps(data))
+
+
+def _ordered(pair: tuple[float, float], name: str) -> None:
+    if pair[0] > pair[1]:
+        raise ValueError(f"{name} must be (low, high) with low <= high, got {list(pair)}")
+
+
+class ObjectSpec(SpecModel):
+    """The complex object that is scanned."""
+
+    kind: Literal["lines", "grf", "siemens_star", "file"] = "lines"
+    """Generator: random blurred line segments, Gaussian random field, Siemens star, or a file."""
+    size: int = Field(392, ge=16, le=16384)
+    """Side of the square object in pixels (ignored for ``file``: the file's shape is used)."""
+    amplitude_range: tuple[float, float] = (0.5, 1.0)
+    """(low, high) of the object amplitude."""
+    phase_range: tuple[float, float] = (0.0, 0.5)
+    """(low, high) of the object phase in radians."""
+    n_lines: int = Field(400, ge=1)
+    """Number of line segments (``lines``)."""
+    correlation_length: float = Field(8.0, gt=0)
+    """Correlation length in pixels (``grf``)."""
+    n_spokes: int = Field(32, ge=2)
+    """Number of spokes (``siemens_star``)."""
+    path: str | None = None
+    """File with the object (``file``): .npy, .npz (first array) or .tif/.tiff; complex or real."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        _ordered(self.amplitude_range, "amplitude_range")
+        _ordered(self.phase_range, "phase_range")
+        if self.amplitude_range[0] < 0:
+            raise ValueError(f"amplitude_range must be non-negative, got {list(self.amplitude_range)}")
+        if (self.kind == "file") != (self.path is not None):
+            raise ValueError("path is required when kind = 'file' and only then")
+        return self
+
+
+class ProbeSpec(SpecModel):
+    """The illumination."""
+
+    kind: Literal["disk", "gaussian", "zone_plate", "file"] = "disk"
+    """Generator: soft disk (default), Gaussian, zone-plate-like with phase curvature, or a file."""
+    n: Literal[16, 32, 64, 128, 256] = 64
+    """Probe (and diffraction pattern) side N in pixels, a power of two."""
+    radius: float | None = Field(None, gt=0)
+    """Aperture radius in pixels (``disk``, ``zone_plate``); None uses the generator's default."""
+    sigma: float | None = Field(None, gt=0)
+    """Gaussian width in pixels (``gaussian``); None uses the generator's default."""
+    defocus: float = 0.0
+    """Phase curvature of the ``zone_plate`` probe (radians at the aperture edge)."""
+    probe_scale: float = Field(4.0, gt=0)
+    """Normalization P <- P / (probe_scale * mean |mask * P|), mask a disk of radius N/4."""
+    normalize: bool = True
+    """Apply the probe normalization above."""
+    path: str | None = None
+    """File with the probe (``file``): .npy/.npz, complex (N, N)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.kind == "file") != (self.path is not None):
+            raise ValueError("path is required when kind = 'file' and only then")
+        return self
+
+
+class ScanSpec(SpecModel):
+    """Scan positions: where the probe centre sits on the object."""
+
+    kind: Literal["grid", "random", "fermat"] = "grid"
+    """Raster grid, uniform random, or Fermat spiral."""
+    step: float = Field(8.0, gt=0)
+    """Grid step / spiral step in pixels."""
+    jitter: float = Field(0.0, ge=0)
+    """Standard deviation of Gaussian jitter added to grid positions, pixels."""
+    n_positions: int | None = Field(None, ge=1)
+    """Number of positions (required for random and fermat; for grid, keep the first n)."""
+    margin: float = Field(0.0, ge=0)
+    """Extra distance in pixels kept between every patch and the object edge."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.kind in ("random", "fermat") and self.n_positions is None:
+            raise ValueError(f"n_positions is required for a {self.kind} scan")
+        return self
+
+
+class DoseSpec(SpecModel):
+    """Photon dose and noise."""
+
+    nphotons: float = Field(1e9, gt=0)
+    """Mean total photon count per diffraction pattern."""
+    noise: bool = True
+    """Draw Poisson counts; False stores the noise-free expected counts."""
+
+
+class GroupingSpec(SpecModel):
+    """Grouping of scan positions into solution regions."""
+
+    gridsize: Literal[1, 2, 3] = 1
+    """Groups hold gridsize**2 positions; 1 means every position is its own group."""
+    k_neighbors: int = Field(6, ge=1)
+    """Members are drawn among the K nearest neighbours of a seed position (K >= gridsize**2 - 1)."""
+    n_groups: int | None = Field(None, ge=1)
+    """Number of groups; None means one per scan position."""
+
+
+class ModelSpec(SpecModel):
+    """The reconstruction arm: the oracle (true patches, no model) or a PINN backend."""
+
+    backend: Literal["oracle", "torch", "tf"] = "oracle"
+    """``oracle`` stitches the true patches (checks stitching and metrics); torch/tf train a PINN."""
+    filters: tuple[int, ...] | None = None
+    """Encoder filters per block; None uses the default (64, 128, 256) for N = 64, scaled with N."""
+    loss: Literal["poisson", "mae"] = "poisson"
+    """Poisson negative log-likelihood of counts (default) or MAE on amplitudes."""
+    trainable_scale: bool = True
+    """Train the intensity scale log_scale (starts at log(sqrt(nphotons) / (N/2)))."""
+
+
+class TrainingSpec(SpecModel):
+    """Optimizer and schedule."""
+
+    epochs: int = Field(50, ge=1)
+    """Number of epochs."""
+    batch_size: int = Field(16, ge=1)
+    """Groups per batch."""
+    lr: float = Field(1e-3, gt=0)
+    """Adam learning rate."""
+    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    """Reduce-on-plateau factor."""
+    plateau_patience: int = Field(2, ge=0)
+    """Reduce-on-plateau patience in epochs."""
+    min_lr: float = Field(1e-4, gt=0)
+    """Reduce-on-plateau floor."""
+    early_stopping_patience: int | None = Field(None, ge=1)
+    """Stop when the validation loss has not improved for this many epochs; None disables."""
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    """Share of groups held out for validation."""
+    n_train: int | None = Field(None, ge=1)
+    """Number of groups used for training (training-set size); None uses all."""
+
+
+class StitchSpec(SpecModel):
+    """Reassembly of patches onto a canvas."""
+
+    crop: int | None = Field(20, ge=1)
+    """Central crop M of each patch; None uses the full patch."""
+    frame: Literal["object", "centered"] = "object"
+    """``object``: the object's pixel grid, never clipped; ``centered``: the older code's layout."""
+    weights: Literal["uniform", "probe"] = "uniform"
+    """Per-pixel weights of a patch: uniform or probe intensity."""
+
+
+class EvaluationSpec(SpecModel):
+    """How a reconstruction is compared with the truth (the same for every arm)."""
+
+    border: int = Field(4, ge=0)
+    """Pixels removed from the edge of the covered region."""
+    illumination_threshold: float | None = Field(None, gt=0, le=1)
+    """Keep only pixels whose summed illumination is at least this fraction of its maximum."""
+    registration: bool = True
+    """Sub-pixel registration (phase cross-correlation, upsample 50) before the metrics."""
+    phase_ramp: bool = False
+    """Remove a linear phase ramp before the phase metrics."""
+
+
+class ResourcesSpec(SpecModel):
+    """Ray resources of the stages of this scenario."""
+
+    num_cpus: float = Field(1.0, gt=0)
+    """CPUs per CPU stage task."""
+    num_gpus: float | None = Field(None, ge=0)
+    """GPUs per train/infer task; None: 1 when the cluster has GPUs, else 0 (fractions allowed)."""
+    train_workers: int = Field(1, ge=1)
+    """Ray Train workers for one training run (>1 uses data-parallel training)."""
+    max_retries: int = Field(3, ge=0)
+    """Ray retries of a task after a system failure (a dead worker or node)."""
+
+
+class Scenario(SpecModel):
+    """One fully resolved data point of a study."""
+
+    object: ObjectSpec = ObjectSpec()
+    """The object."""
+    probe: ProbeSpec = ProbeSpec()
+    """The probe."""
+    scan: ScanSpec = ScanSpec()
+    """The scan."""
+    dose: DoseSpec = DoseSpec()
+    """The dose."""
+    grouping: GroupingSpec = GroupingSpec()
+    """The grouping."""
+    model: ModelSpec = ModelSpec()
+    """The arm: oracle, torch or tf."""
+    training: TrainingSpec = TrainingSpec()
+    """Training settings (ignored by the oracle arm)."""
+    stitch: StitchSpec = StitchSpec()
+    """Stitching."""
+    evaluation: EvaluationSpec = EvaluationSpec()
+    """Evaluation."""
+    resources: ResourcesSpec = ResourcesSpec()
+    """Resources."""
+    seed: int = Field(0, ge=0)
+    """Study seed; every random draw derives its seed from it and the stage key."""
+    replicate: int = Field(0, ge=0)
+    """Replicate index (a different simulation draw for the same parameters)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.object.kind != "file":
+            need = self.probe.n + 2 * self.scan.margin
+            if self.object.size < need:
+                raise ValueError(
+                    f"object.size must be at least probe.n + 2*scan.margin = {need:g}, "
+                    f"got {self.object.size}"
+                )
+        if self.stitch.crop is not None and self.stitch.crop > self.probe.n:
+            raise ValueError(f"stitch.crop must be at most probe.n = {self.probe.n}, got {self.stitch.crop}")
+        return self

@@ -1,0 +1,42 @@
+"""Shared test fixtures.
+
+Unit tests never start Ray. Tests marked ``ray`` share ONE session-scoped local Ray instance with a
+fixed number of CPUs (``ray_session``); it is shut down at the end, which stops only the processes
+this session started.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+RAY_TEST_CPUS = 2
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, seeded generator for each test."""
+    return np.random.default_rng(20261122)
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One local Ray instance for every ``ray`` test (fixed ``num_cpus``, no dashboard)."""
+    ray = pytest.importorskip("ray")
+    if ray.is_initialized():  # pragma: no cover - defensive
+        ray.shutdown()
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    ray.init(
+        num_cpus=RAY_TEST_CPUS,
+        include_dashboard=False,
+        object_store_memory=256 * 1024 * 1024,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -1,0 +1,57 @@
+"""The command line: exit codes and one-line messages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ptycho_dist.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_validate_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(ROOT / "studies" / "quickstart.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "16 scenarios" in out and "grouping.gridsize" in out and "scan.kind" in out
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ("[base.dose]\nnphotons = -1.0\n", "base.dose.nphotons"),
+        ("[study\n", "malformed TOML"),
+        ('[axes]\n"nope.x" = [1]\n', 'axes."nope.x"'),
+    ],
+)
+def test_validate_bad_input_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, needle: str) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text(content)
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(spec) in err and needle in err and "Traceback" not in err
+
+
+def test_missing_file_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.toml"
+    assert main(["validate", str(missing)]) == 2
+    assert f"{missing}: no such study file" in capsys.readouterr().err
+
+
+def test_schema_command_prints_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    assert schema["title"] == "ptycho_dist study file"
+
+
+def test_console_script_no_traceback(tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[base.grouping]\ngridsize = 0\n")
+    proc = subprocess.run([sys.executable, "-m", "ptycho_dist.cli", "validate", str(spec)],
+                          capture_output=True, text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"ptycho-dist validate: {spec}: base.grouping.gridsize: Input should be 1, 2 or 3, got 0"
