@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -60,6 +61,57 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from ptycho_dist.orchestration.driver import RunOptions, run_study
+    from ptycho_dist.orchestration.tasks import FaultInjection
+    from ptycho_dist.report.summary import render_run_summary
+    from ptycho_dist.storage.specs import load_study
+
+    study = load_study(args.spec)
+    options = RunOptions(out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
+                         num_cpus=args.num_cpus, progress=not args.no_progress,
+                         fault_injection=FaultInjection.from_env())
+    summary = run_study(study, options)
+    _console().print(render_run_summary(summary))
+    failed = sum(n for status, n in summary.status.items() if status != "ok")
+    return EXIT_FAILED if (args.strict and failed) else EXIT_OK
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from ptycho_dist.orchestration.submit import submit_study
+
+    job_id = submit_study(args.spec, address=args.address, out=args.out, working_dir=args.working_dir)
+    _console().print(f"submitted job {job_id} to {args.address}; follow it with: ray job logs --follow {job_id}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ptycho_dist.report.summary import render_status
+    from ptycho_dist.results import open as open_run
+
+    _console().print(render_status(open_run(args.run_dir)))
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from ptycho_dist.report.summary import format_table
+    from ptycho_dist.results import open as open_run
+
+    run = open_run(args.run_dir)
+    try:
+        table = run.sql(args.sql)
+    except duckdb_error() as exc:
+        raise SpecError(f"query: {str(exc).splitlines()[0]}") from None
+    sys.stdout.write(format_table(table, args.format))
+    return EXIT_OK
+
+
+def duckdb_error() -> type[Exception]:
+    import duckdb
+
+    return duckdb.Error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptycho-dist", description="Distributed batch studies for ptychography.")
     parser.add_argument("--version", action="version", version=f"ptycho-dist {__version__}")
@@ -68,6 +120,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="validate a study file and describe its scenarios")
     p.add_argument("spec", help="study file (TOML)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("run", help="run (or resume) a study on a local Ray or a cluster")
+    p.add_argument("spec", help="study file (TOML)")
+    p.add_argument("--out", default="runs", help="output folder; the run goes to OUT/<study name>/ (default: runs)")
+    p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--max-in-flight", type=int, default=None, help="most stage tasks running at once (default: 2 x CPUs)")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any scenario failed or diverged")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("submit", help="submit a study as a Ray job (ray job submit) to a cluster")
+    p.add_argument("spec", help="study file (TOML), relative to the working dir")
+    p.add_argument("--address", required=True, help="Ray dashboard/job address, e.g. http://head:8265")
+    p.add_argument("--out", default="runs", help="output folder as seen from the cluster (shared FS)")
+    p.add_argument("--working-dir", default=".", help="folder uploaded with the job (default: .)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("status", help="per-stage counts and failures of a run")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("query", help="SQL over a run's tables (DuckDB; every table is a view)")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.add_argument("sql", help="e.g. \"select status, count(*) from scenarios group by 1\"")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("schema", help="print the JSON Schema of study files")
     p.set_defaults(func=cmd_schema)

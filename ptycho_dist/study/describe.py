@@ -18,7 +18,7 @@ def stage_counts(study: Study) -> dict[str, int]:
     """Number of distinct stage keys per stage: what the runner will compute at most."""
     keys = [scenario_keys(s) for s in study.scenarios]
     out: dict[str, int] = {}
-    for stage in ("simulate", "group", "train", "infer", "stitch", "evaluate"):
+    for stage in ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate"):
         distinct = {getattr(k, stage) for k in keys} - {None}
         out[stage] = len(distinct)
     return out

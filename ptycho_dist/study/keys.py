@@ -76,18 +76,28 @@ def scenario_id(scenario: Scenario) -> str:
 
 @dataclass(frozen=True)
 class ScenarioKeys:
-    """Stage keys of one scenario. ``train``/``infer`` are None for the oracle arm."""
+    """Stage keys of one scenario. ``oracle`` is None for a model arm, ``train``/``infer`` for the oracle."""
 
     scenario: str
     simulate: str
     group: str
+    oracle: str | None
     train: str | None
     infer: str | None
     stitch: str
     evaluate: str
 
+    def chain(self) -> list[tuple[str, str]]:
+        """(stage, key) in execution order; each stage depends on the one before it."""
+        order = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
+        return [(stage, key) for stage in order if (key := getattr(self, stage)) is not None]
+
     def as_dict(self) -> dict[str, str | None]:
         return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, str | None]) -> ScenarioKeys:
+        return cls(**data)  # type: ignore[arg-type]
 
 
 def scenario_keys(s: Scenario) -> ScenarioKeys:
@@ -100,13 +110,13 @@ def scenario_keys(s: Scenario) -> ScenarioKeys:
     grp = stage_key("group", {"grouping": s.grouping.to_dict(), "seed": s.seed}, [sim])
     if s.model.backend == "oracle":
         train = infer = None
-        pred = stage_key("oracle", {}, [sim, grp])
+        oracle = pred = stage_key("oracle", {}, [sim, grp])
     else:
         train = stage_key(
             "train", {"model": s.model.to_dict(), "training": s.training.to_dict(), "seed": s.seed}, [sim, grp]
         )
         infer = stage_key("infer", {"backend": s.model.backend}, [train, grp])
-        pred = infer
+        oracle, pred = None, infer
     stitch = stage_key("stitch", {"stitch": s.stitch.to_dict()}, [pred, sim, grp])
     evaluate = stage_key("evaluate", {"evaluation": s.evaluation.to_dict()}, [stitch, sim, grp, pred])
-    return ScenarioKeys(scenario_id(s), sim, grp, train, infer, stitch, evaluate)
+    return ScenarioKeys(scenario_id(s), sim, grp, oracle, train, infer, stitch, evaluate)

@@ -1,0 +1,80 @@
+"""Ray remote wrappers of the stage functions, and their resource requests."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from ptycho_dist.pipeline import STAGE_FUNCTIONS  # noqa: F401 - registers the stages
+from ptycho_dist.pipeline.base import StageContext, execute_stage
+from ptycho_dist.study import Scenario, ScenarioKeys
+
+__all__ = ["FaultInjection", "run_stage_task", "task_options", "MODEL_STAGES"]
+
+MODEL_STAGES = ("train", "infer")
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Test-only switch: the first task of ``stage`` kills its own worker process (once per marker).
+
+    The marker file records that the fault was injected, so Ray's retry of the task succeeds. Set from
+    the environment variable ``PTYCHO_DIST_FAULT_INJECT=<stage>:<marker path>`` by the CLI.
+    """
+
+    stage: str
+    marker: str
+
+    @classmethod
+    def from_env(cls) -> FaultInjection | None:
+        value = os.environ.get("PTYCHO_DIST_FAULT_INJECT")
+        if not value:
+            return None
+        stage, _, marker = value.partition(":")
+        return cls(stage, marker)
+
+    def maybe_kill(self, stage: str) -> None:
+        if stage != self.stage:
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os._exit(1)  # a crash of the worker process: a system failure that Ray retries
+
+
+@ray.remote(max_retries=3, retry_exceptions=False)
+def run_stage_task(run_dir: str, stage: str, scenario: dict[str, Any], keys: dict[str, Any], key: str,
+                   fault: FaultInjection | None = None) -> dict[str, Any]:
+    """Execute one stage in a Ray worker; returns the outcome as a plain dict."""
+    if fault is not None:
+        fault.maybe_kill(stage)
+    outcome = execute_stage(StageContext(Path(run_dir)), stage, Scenario.from_dict(scenario),
+                            ScenarioKeys.from_dict(keys), key)
+    return dataclasses.asdict(outcome)
+
+
+def task_options(stage: str, scenario: Scenario, *, has_gpu: bool) -> dict[str, Any]:
+    """Ray options of a stage task: CPUs, GPUs for model stages, retries, a per-backend worker pool.
+
+    Model stages of different backends get different ``runtime_env``s, so Ray keeps separate worker
+    processes for them: TensorFlow and PyTorch never share a worker. TF workers are also recycled
+    after each task (``max_calls=1``) to release GPU memory.
+    """
+    res = scenario.resources
+    opts: dict[str, Any] = {"num_cpus": res.num_cpus, "max_retries": res.max_retries}
+    if stage in MODEL_STAGES:
+        gpus = res.num_gpus if res.num_gpus is not None else (1.0 if has_gpu else 0.0)
+        opts["num_gpus"] = gpus
+        backend = scenario.model.backend
+        opts["runtime_env"] = {"env_vars": {"PTYCHO_DIST_BACKEND": backend, "PYTHONNOUSERSITE": "1"}}
+        if backend == "tf":
+            opts["max_calls"] = 1
+    return opts

@@ -1,0 +1,114 @@
+"""Terminal renderings of a run: the end-of-run summary, ``status``, and query result formats."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ptycho_dist.orchestration.driver import RunSummary
+from ptycho_dist.results import Results
+from ptycho_dist.results import open as open_run
+
+__all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich"]
+
+_STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
+
+
+def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str = "{:.4g}") -> Table:
+    """A rich table of an Arrow table (floats shortened)."""
+    out = Table(*table.column_names, title=title)
+    for row in table.to_pylist():
+        out.add_row(*(float_fmt.format(v) if isinstance(v, float) else ("" if v is None else str(v))
+                      for v in row.values()))
+    return out
+
+
+def metrics_overview(run: Results) -> pa.Table:
+    """Stitched-object quality per swept parameter combination (mean over replicates)."""
+    return run.sql(
+        """
+        select s.model_backend as arm, s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
+               s.scan_kind as scan, count(*) as n,
+               avg(case when m.channel = 'amplitude' then m.ssim end) as amp_ssim,
+               avg(case when m.channel = 'amplitude' then m.psnr end) as amp_psnr,
+               avg(case when m.channel = 'phase' then m.ssim end) as phase_ssim,
+               avg(b.ls_scale) as ls_scale
+        from scenarios s
+        join metrics m on m.scenario_id = s.scenario_id and m.target = 'stitched'
+        left join bias b on b.scenario_id = s.scenario_id
+        where s.status = 'ok'
+        group by all order by all
+        """
+    )
+
+
+def render_run_summary(summary: RunSummary) -> Group:
+    """Scenarios ok/failed, stages run/cached, wall time, and the metrics overview."""
+    status = ", ".join(f"{n} {s}" for s, n in sorted(summary.status.items()))
+    head = Text.assemble(("run ", "bold"), str(summary.run_dir), f": {summary.scenarios} scenarios ({status}); "
+                         f"{summary.already_done} were already done; wall time {summary.wall_seconds:.1f} s")
+    stages = Table("stage", "run", "cached", title="stages")
+    for stage in _STAGES:
+        r, c = summary.stages_run.get(stage, 0), summary.stages_cached.get(stage, 0)
+        if r or c:
+            stages.add_row(stage, str(r), str(c))
+    if not summary.stages_run and not summary.stages_cached:
+        stages.add_row("(all)", "0", "0 - every scenario was already finished")
+    parts: list[Any] = [head, stages]
+    if summary.failures:
+        fail = Table("scenario", "stage", "error", title="failed scenarios (tracebacks in logs/)")
+        for sid, stage, err in summary.failures:
+            fail.add_row(sid, stage or "", err)
+        parts.append(fail)
+    overview = metrics_overview(open_run(summary.run_dir))
+    parts.append(arrow_to_rich(overview, title="stitched reconstruction vs truth (mean over replicates)"))
+    return Group(*parts)
+
+
+def render_status(run: Results) -> Group:
+    """Per-stage counts (computed / cache hits) and failures with their messages."""
+    info = run.study()
+    rows = run.table("scenarios").to_pylist()
+    n_total = len(run.scenario_ids)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
+    finished = "finished" if info.get("finished_at") else "running or interrupted"
+    head = Text(f"{run.run_dir}: {n_total} scenarios; recorded: {done}; pending: {n_total - len(rows)} ({finished})")
+    stages = Table("stage", "scenarios using it", "computed in the run that recorded them", "cache hits", title="stages")
+    for stage in _STAGES:
+        used = [r for r in rows if r[f"key_{stage}"] is not None and r[f"cached_{stage}"] is not None]
+        if used:
+            hits = sum(1 for r in used if r[f"cached_{stage}"])
+            stages.add_row(stage, str(len(used)), str(len(used) - hits), str(hits))
+    parts: list[Any] = [head, stages]
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        table = Table("scenario", "status", "stage", "error", title="not ok")
+        for r in failed:
+            table.add_row(r["scenario_id"], r["status"], r["failed_stage"] or "", r["error"] or "")
+        parts.append(table)
+    return Group(*parts)
+
+
+def format_table(table: pa.Table, fmt: str) -> str:
+    """Render a query result as an aligned text table, CSV or JSON (records)."""
+    if fmt == "csv":
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf)
+        return buf.getvalue().decode()
+    if fmt == "json":
+        return json.dumps(table.to_pylist(), default=str, indent=1) + "\n"
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=200, soft_wrap=True)
+    console.print(arrow_to_rich(table))
+    return console.file.getvalue()  # type: ignore[attr-defined]

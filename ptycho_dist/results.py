@@ -1,0 +1,82 @@
+"""Open a finished (or running) study: tables as Arrow, SQL through DuckDB, arrays by key.
+
+>>> run = ptycho_dist.results.open("runs/quickstart")            # doctest: +SKIP
+>>> run.table("metrics").to_pandas()                               # doctest: +SKIP
+>>> run.sql("select status, count(*) from scenarios group by 1")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ptycho_dist.storage.arrays import StageGroup
+from ptycho_dist.storage.run import RunLayout
+from ptycho_dist.storage.tables import TABLES, table_schema
+
+__all__ = ["Results", "open"]
+
+
+@dataclass(frozen=True)
+class Results:
+    """Read access to one run directory."""
+
+    layout: RunLayout
+    scenario_ids: frozenset[str]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.layout.root
+
+    def parts(self, name: str) -> list[Path]:
+        """Committed parquet parts of table ``name`` for the scenarios of the current study file."""
+        return [p for p in self.layout.tables.parts(name) if p.stem in self.scenario_ids]
+
+    def table(self, name: str) -> pa.Table:
+        """All rows of table ``name`` as Arrow (the empty table with its schema when there are none)."""
+        parts = self.parts(name)
+        if not parts:
+            return table_schema(name).empty_table()
+        return pa.concat_tables([self.layout.tables.read_part(p, name) for p in parts])
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with one view per table (parquet read with union_by_name)."""
+        con = duckdb.connect()
+        for name in TABLES:
+            parts = self.parts(name)
+            if parts:
+                files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parts)
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{files}], union_by_name=true)")
+            else:
+                empty = table_schema(name).empty_table()
+                con.register(f"_empty_{name}", empty)
+                con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{name}")
+        return con
+
+    def sql(self, query: str) -> pa.Table:
+        """Run ``query`` over the table views; returns Arrow."""
+        con = self.connect()
+        try:
+            return con.execute(query).fetch_arrow_table()
+        finally:
+            con.close()
+
+    def arrays(self, kind: str, key: str) -> StageGroup:
+        """A complete stage output (``sim``, ``group``, ``pred``, ``recon``) by key."""
+        return self.layout.arrays.read(kind, key)
+
+    def study(self) -> dict[str, Any]:
+        """The recorded ``study.json``."""
+        return self.layout.read_study_json()
+
+
+def open(run_dir: str | Path) -> Results:  # noqa: A001 - the natural name, as in builtins.open
+    """Open the run at ``run_dir`` (the folder holding ``study.json``)."""
+    layout = RunLayout(Path(run_dir))
+    ids = layout.read_study_json().get("scenario_ids", [])
+    return Results(layout, frozenset(builtins.list(ids)))

@@ -1,0 +1,126 @@
+"""Zarr v3 array store of a run (``<run>/arrays.zarr``).
+
+Every stage output is one zarr group ``<kind>/<key>`` (kind: sim, group, pred, recon, eval) holding
+named arrays with ``dimension_names`` (xarray and tensorstore read them), chunked along their first
+(pattern/group) axis and compressed with Blosc/Zstd. The group's attributes carry the stage's small
+results (scalars, spec, rows) and the **completion marker**, written last: a group without the marker
+is an unfinished write; it is never read and is rewritten from scratch by the next run. One stage key
+is written by exactly one task, so writers never share a chunk.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from ptycho_dist.errors import StorageError
+
+__all__ = ["ArrayStore", "NamedArray", "StageGroup", "KINDS", "MARKER"]
+
+#: top-level groups, one per kind of stage output
+KINDS = ("sim", "group", "train", "pred", "recon", "eval")
+#: attribute that marks a complete stage output
+MARKER = "ptycho_dist_complete"
+#: elements per chunk along the first axis (patterns, groups)
+CHUNK_ITEMS = 256
+
+
+@dataclass(frozen=True)
+class NamedArray:
+    """An array and the names of its dimensions."""
+
+    data: np.ndarray
+    dims: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.data.ndim != len(self.dims):
+            raise StorageError(f"array of shape {self.data.shape} given {len(self.dims)} dimension names {self.dims}")
+
+
+@dataclass(frozen=True)
+class StageGroup:
+    """A complete stage output read back: arrays are loaded lazily by name."""
+
+    path: str
+    attrs: Mapping[str, Any]
+    _group: Any
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return np.asarray(self._group[name][...])
+        except KeyError:
+            raise StorageError(f"{self.path}: no array {name!r}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self._group.array_keys())
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if not shape:
+        return ()
+    return (max(1, min(shape[0], CHUNK_ITEMS)), *shape[1:])
+
+
+class ArrayStore:
+    """The zarr v3 store of one run directory."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / "arrays.zarr"
+
+    def initialize(self) -> None:
+        """Create the root and the top-level groups (idempotent; done by the driver before any task)."""
+        root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
+        for kind in KINDS:
+            root.require_group(kind)
+
+    def _root(self, mode: str = "r") -> Any:
+        try:
+            return zarr.open_group(str(self.path), mode=mode, zarr_format=3)
+        except FileNotFoundError as exc:
+            raise StorageError(f"{self.path}: no array store (was the run started?)") from exc
+
+    def is_complete(self, kind: str, key: str) -> bool:
+        """True when ``<kind>/<key>`` exists and carries the completion marker."""
+        if not self.path.exists():
+            return False
+        root = self._root()
+        path = f"{kind}/{key}"
+        if path not in root:
+            return False
+        return bool(root[path].attrs.get(MARKER, {}).get("complete", False))
+
+    def write(self, kind: str, key: str, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any]) -> None:
+        """Write a stage output from scratch, then its attributes with the completion marker last.
+
+        Any earlier, unfinished group at the same path is removed first.
+        """
+        if kind not in KINDS:
+            raise StorageError(f"unknown output kind {kind!r}; expected one of {KINDS}")
+        group = zarr.open_group(str(self.path), path=f"{kind}/{key}", mode="w", zarr_format=3)
+        for name, arr in arrays.items():
+            data = np.ascontiguousarray(arr.data)
+            z = group.create_array(
+                name, shape=data.shape, dtype=data.dtype, chunks=_chunks(data.shape),
+                dimension_names=arr.dims,
+                compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=data.dtype.itemsize),
+            )
+            z[...] = data
+        group.attrs.update({**dict(attrs), MARKER: {"complete": True, "written_at": time.time()}})
+
+    def read(self, kind: str, key: str) -> StageGroup:
+        """Open a complete stage output; an unfinished one is an error, never read."""
+        if not self.is_complete(kind, key):
+            raise StorageError(f"{self.path}/{kind}/{key}: missing or unfinished (no completion marker)")
+        group = self._root()[f"{kind}/{key}"]
+        return StageGroup(f"{kind}/{key}", dict(group.attrs), group)
+
+    def written_at(self, kind: str, key: str) -> float:
+        """When the completion marker of ``<kind>/<key>`` was written (seconds since the epoch)."""
+        return float(self.read(kind, key).attrs[MARKER]["written_at"])

@@ -1,0 +1,220 @@
+"""Result tables of a run: Parquet parts under ``<run>/tables/<table>/`` with versioned Arrow schemas.
+
+Layout and commit rule: the rows of one scenario are written as one part per table,
+``tables/<table>/<scenario_id>.parquet`` (temp file + ``os.replace``), and the ``scenarios`` part is
+written **last**: it commits the others. Readers take only parts whose scenario has a committed
+``scenarios`` part, so a driver killed between two writes leaves nothing that is read; re-running
+rewrites the same file names, so every scenario has exactly one set of rows.
+"""
+
+from __future__ import annotations
+
+import io
+import types
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from ptycho_dist.errors import StorageError
+from ptycho_dist.storage.files import write_bytes_atomic
+from ptycho_dist.study.spec import Scenario
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "STAGES",
+    "table_schema",
+    "scenario_param_columns",
+    "flatten_scenario",
+    "schema_to_json",
+    "TableStore",
+]
+
+SCHEMA_VERSION = "1"
+STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
+
+
+def _arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
+    """Arrow type and nullability of a spec field annotation."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _arrow_type(inner[0])[0], True
+    if origin is Literal:
+        return (pa.int64() if isinstance(args[0], int) else pa.string()), False
+    if origin is tuple:
+        return pa.list_(_arrow_type(args[0])[0]), False
+    simple = {bool: pa.bool_(), int: pa.int64(), float: pa.float64(), str: pa.string()}
+    if annotation in simple:
+        return simple[annotation], False
+    raise StorageError(f"no Arrow type for spec annotation {annotation!r}")
+
+
+def scenario_param_columns(model: type[BaseModel] = Scenario, prefix: str = "") -> list[pa.Field]:
+    """One typed column per leaf field of the scenario, named ``section_field`` (e.g. ``dose_nphotons``)."""
+    fields: list[pa.Field] = []
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            fields.extend(scenario_param_columns(ann, f"{prefix}{name}_"))
+        else:
+            typ, nullable = _arrow_type(ann)
+            fields.append(pa.field(f"{prefix}{name}", typ, nullable=nullable))
+    return fields
+
+
+def flatten_scenario(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as one flat row matching :func:`scenario_param_columns`."""
+    out: dict[str, Any] = {}
+
+    def walk(data: Mapping[str, Any], prefix: str) -> None:
+        for k, v in data.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}_")
+            else:
+                out[f"{prefix}{k}"] = v
+
+    walk(scenario.to_dict(), "")
+    return out
+
+
+_METRIC_COLUMNS = [
+    ("target", pa.string()), ("channel", pa.string()), ("mae", pa.float64()), ("rmse", pa.float64()),
+    ("max_error", pa.float64()), ("pearson_r", pa.float64()), ("psnr", pa.float64()),
+    ("psnr_data_range", pa.float64()), ("ssim", pa.float64()), ("frc_05", pa.float64()),
+    ("frc_halfbit", pa.float64()), ("frc_undefined", pa.bool_()), ("n_pixels", pa.int64()),
+    ("psnr_legacy_255", pa.float64()),
+]
+_BIAS_COLUMNS = [
+    (name, pa.float64())
+    for name in ("shift_x", "shift_y", "ls_scale", "ls_phase", "amp_ratio_mean", "amp_ratio_median",
+                 "amp_ratio_p05", "amp_ratio_p95", "amp_mae_rescaled", "amp_rmse_rescaled", "phase_offset_mean")
+]
+_DIAG_COLUMNS = [("stage", pa.string()), ("name", pa.string()), ("value", pa.float64()), ("text", pa.string())]
+
+
+def _scenarios_schema() -> list[pa.Field]:
+    head = [
+        pa.field("scenario_id", pa.string(), nullable=False),
+        pa.field("study", pa.string(), nullable=False),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("error", pa.string()),
+        pa.field("failed_stage", pa.string()),
+        pa.field("diverged_epoch", pa.int64()),
+        pa.field("finished_at", pa.timestamp("us", tz="UTC")),
+    ]
+    keys = [pa.field(f"key_{s}", pa.string()) for s in STAGES]
+    secs = [pa.field(f"seconds_{s}", pa.float64()) for s in STAGES]
+    hits = [pa.field(f"cached_{s}", pa.bool_()) for s in STAGES]
+    return head + keys + secs + hits + scenario_param_columns()
+
+
+def _with_id(columns: Sequence[tuple[str, pa.DataType]]) -> list[pa.Field]:
+    return [pa.field("scenario_id", pa.string(), nullable=False)] + [pa.field(n, t) for n, t in columns]
+
+
+TABLES: dict[str, list[pa.Field]] = {
+    "scenarios": _scenarios_schema(),
+    "metrics": _with_id(_METRIC_COLUMNS),
+    "bias": _with_id(_BIAS_COLUMNS),
+    "diagnostics": _with_id(_DIAG_COLUMNS),
+}
+
+
+def table_schema(name: str) -> pa.Schema:
+    """The Arrow schema of table ``name``, with the schema version in its metadata."""
+    if name not in TABLES:
+        raise StorageError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+    meta = {b"ptycho_dist.table": name.encode(), b"ptycho_dist.schema_version": SCHEMA_VERSION.encode()}
+    return pa.schema(TABLES[name], metadata=meta)
+
+
+def schema_to_json(name: str) -> dict[str, Any]:
+    """JSON description of a table schema (the files in ``schemas/tables/``)."""
+    schema = table_schema(name)
+    return {
+        "table": name,
+        "schema_version": SCHEMA_VERSION,
+        "fields": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
+    }
+
+
+def _to_table(name: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
+    schema = table_schema(name)
+    known = set(schema.names)
+    for row in rows:
+        extra = set(row) - known
+        if extra:
+            raise StorageError(f"table {name!r}: unknown columns {sorted(extra)} (schema v{SCHEMA_VERSION})")
+    try:
+        return pa.Table.from_pylist([dict(r) for r in rows], schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise StorageError(f"table {name!r}: rows do not match the schema: {exc}") from exc
+
+
+class TableStore:
+    """The ``tables/`` folder of one run."""
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / "tables"
+
+    def _part(self, table: str, scenario_id: str) -> Path:
+        return self.path / table / f"{scenario_id}.parquet"
+
+    def write_scenario(self, scenario_id: str, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """Write every table's rows of one scenario; the ``scenarios`` row last (the commit)."""
+        if len(tables.get("scenarios", ())) != 1:
+            raise StorageError(f"scenario {scenario_id}: exactly one 'scenarios' row is required")
+        for name in TABLES:
+            if name == "scenarios":
+                continue
+            rows = [{"scenario_id": scenario_id, **r} for r in tables.get(name, ())]
+            part = self._part(name, scenario_id)
+            if rows:
+                self._write(part, _to_table(name, rows))
+            else:
+                part.unlink(missing_ok=True)
+        self._write(self._part("scenarios", scenario_id), _to_table("scenarios", tables["scenarios"]))
+
+    @staticmethod
+    def _write(path: Path, table: pa.Table) -> None:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, compression="zstd")
+        write_bytes_atomic(path, buf.getvalue())
+
+    def committed_ids(self) -> set[str]:
+        """Scenario ids whose ``scenarios`` row is committed."""
+        folder = self.path / "scenarios"
+        return {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
+
+    def parts(self, table: str) -> list[Path]:
+        """The committed part files of ``table`` (parts of uncommitted scenarios are left out)."""
+        table_schema(table)
+        ids = self.committed_ids()
+        folder = self.path / table
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids) if folder.exists() else []
+
+    def read(self, table: str) -> pa.Table:
+        """All committed rows of ``table`` as one Arrow table (empty with the schema if none)."""
+        parts = self.parts(table)
+        if not parts:
+            return table_schema(table).empty_table()
+        return pa.concat_tables([self.read_part(p, table) for p in parts])
+
+    @staticmethod
+    def read_part(path: Path, table: str) -> pa.Table:
+        """One part file of ``table``, read with the table's current schema."""
+        return pq.read_table(path, schema=table_schema(table))
+
+    def status_rows(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """``scenarios`` rows (all, or those of ``ids``) as dicts."""
+        rows = self.read("scenarios").to_pylist()
+        if ids is None:
+            return rows
+        wanted = set(ids)
+        return [r for r in rows if r["scenario_id"] in wanted]
