@@ -1,0 +1,123 @@
+"""Flat diagnostic figures that make common stitching and scaling bugs visible as numbers.
+
+* :func:`support_box`: bounding box of the stitched support in object pixels. A reconstruction
+  that collapsed onto one patch (offsets broadcast or lost) has a support of one crop, ``M x M``.
+* :func:`position_summary`: number of positions, number of *distinct* positions (rounded to
+  1e-6 px; a collapse shows as 1) and per-axis min/max/std.
+* :func:`expected_footprint` / :func:`coverage_share`: the share of the expected area that the
+  stitched canvas covers. The expected area is the **union of the cropped footprints of the
+  reference (true) scan positions** on the object grid, so a canvas built from wrong or broadcast
+  positions shows a share well below 1.
+* :func:`patch_statistics`: per-patch mean and zero-mean variance of the amplitude, averaged over
+  patches, for prediction and truth, and their ratios (a constant amplitude bias or a collapse to
+  flat patches shows here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptycho_dist.errors import EvaluationError
+from ptycho_dist.stitching import StitchResult
+
+__all__ = ["support_box", "distinct_positions", "position_summary", "expected_footprint",
+           "coverage_share", "patch_statistics"]
+
+
+def support_box(stitched: StitchResult) -> dict[str, float]:
+    """Bounding box of the covered canvas pixels in object pixels (half-open).
+
+    Returns
+    -------
+    dict
+        ``support_x0, support_y0`` (first covered column/row), ``support_x1, support_y1`` (one
+        past the last), ``support_width = x1 - x0``, ``support_height = y1 - y0``; NaN (and 0
+        sizes) when nothing is covered. Coordinates are fractional for a fractional origin.
+    """
+    covered = np.isfinite(stitched.canvas) & (stitched.coverage > 0)
+    rows = np.flatnonzero(covered.any(axis=1))
+    cols = np.flatnonzero(covered.any(axis=0))
+    if rows.size == 0:
+        nan = float("nan")
+        return {"support_x0": nan, "support_y0": nan, "support_x1": nan, "support_y1": nan,
+                "support_width": 0, "support_height": 0}
+    ox, oy = (float(v) for v in stitched.origin)
+    return {"support_x0": ox + int(cols[0]), "support_y0": oy + int(rows[0]),
+            "support_x1": ox + int(cols[-1]) + 1, "support_y1": oy + int(rows[-1]) + 1,
+            "support_width": int(cols[-1] + 1 - cols[0]),
+            "support_height": int(rows[-1] + 1 - rows[0])}
+
+
+def distinct_positions(positions: np.ndarray, *, resolution: float = 1e-6) -> int:
+    """Number of distinct (x, y) rows after rounding to ``resolution`` px."""
+    pos = _as_positions(positions)
+    return int(np.unique(np.round(pos / resolution), axis=0).shape[0])
+
+
+def position_summary(positions: np.ndarray) -> dict[str, float | int]:
+    """Count, distinct count and per-axis min/max/std of positions (n, 2) or (B, C, 2)."""
+    pos = _as_positions(positions)
+    out: dict[str, float | int] = {"n_positions": int(pos.shape[0]),
+                                   "n_distinct_positions": distinct_positions(pos)}
+    for axis, name in enumerate("xy"):
+        out[f"position_{name}_min"] = float(pos[:, axis].min())
+        out[f"position_{name}_max"] = float(pos[:, axis].max())
+        out[f"position_{name}_std"] = float(pos[:, axis].std())
+    return out
+
+
+def _as_positions(positions: np.ndarray) -> np.ndarray:
+    """Flatten (…, 2) positions to (n, 2) float64 and check them."""
+    pos = np.asarray(positions, dtype=np.float64)
+    if pos.ndim < 2 or pos.shape[-1] != 2 or pos.size == 0:
+        raise EvaluationError(f"positions must be (n, 2) or (B, C, 2), got shape {pos.shape}")
+    return pos.reshape(-1, 2)
+
+
+def expected_footprint(positions: np.ndarray, shape: tuple[int, int], crop: int) -> np.ndarray:
+    """bool (H, W): union of the ``crop x crop`` footprints of ``positions`` on the object grid.
+
+    Footprint of ``(x, y)``: rows ``floor(y - M//2) ... + M - 1``, columns likewise (the pixels a
+    crop placed there touches, ignoring the bilinear spill), clipped to the grid.
+    """
+    pos = _as_positions(positions)
+    mask = np.zeros(shape, dtype=bool)
+    corner = np.floor(pos - crop // 2 + 1e-9).astype(np.int64)
+    for x0, y0 in corner:
+        mask[max(y0, 0):max(y0 + crop, 0), max(x0, 0):max(x0 + crop, 0)] = True
+    return mask
+
+
+def coverage_share(covered: np.ndarray, expected: np.ndarray) -> float:
+    """``|covered & expected| / |expected|`` (NaN when nothing is expected)."""
+    n_expected = int(np.count_nonzero(expected))
+    if n_expected == 0:
+        return float("nan")
+    return float(np.count_nonzero(covered & expected) / n_expected)
+
+
+def patch_statistics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Per-patch amplitude mean and zero-mean variance, averaged over patches, and ratios.
+
+    Parameters
+    ----------
+    pred, truth : numpy.ndarray, complex (k, N, N) or (B, C, N, N), one shape
+
+    Returns
+    -------
+    dict
+        ``patch_amp_mean_pred, patch_amp_mean_truth, patch_amp_mean_ratio, patch_amp_var_pred,
+        patch_amp_var_truth, patch_amp_var_ratio`` (ratio = pred / truth; NaN if truth is 0).
+    """
+    p, t = (np.abs(np.asarray(a)).astype(np.float64) for a in (pred, truth))
+    if p.shape != t.shape or p.ndim < 3:
+        raise EvaluationError(f"pred and truth patches must share a (k, N, N) shape, got "
+                              f"{p.shape} and {t.shape}")
+    p, t = (a.reshape(-1, a.shape[-2] * a.shape[-1]) for a in (p, t))
+    out: dict[str, float] = {}
+    for stat, fn in (("mean", np.mean), ("var", np.var)):
+        vp, vt = float(fn(p, axis=1).mean()), float(fn(t, axis=1).mean())
+        out[f"patch_amp_{stat}_pred"] = vp
+        out[f"patch_amp_{stat}_truth"] = vt
+        out[f"patch_amp_{stat}_ratio"] = vp / vt if vt != 0 else float("nan")
+    return out

@@ -1,0 +1,68 @@
+"""Tests of ptycho_dist.evaluation.diagnostics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ptycho_dist.errors import EvaluationError
+from ptycho_dist.evaluation.diagnostics import (
+    coverage_share,
+    distinct_positions,
+    expected_footprint,
+    patch_statistics,
+    position_summary,
+    support_box,
+)
+from ptycho_dist.stitching import stitch
+
+
+@pytest.mark.parametrize("jitter, expected", [(0.0, 1), (1e-9, 1), (1e-3, 40)])
+def test_distinct_positions(rng, jitter, expected):
+    pos = np.full((40, 2), 17.25) + jitter * rng.standard_normal((40, 2))
+    assert distinct_positions(pos) == expected
+    assert distinct_positions(pos.reshape(10, 4, 2)) == expected
+
+
+def test_position_summary_values():
+    pos = np.array([[1.0, 10.0], [3.0, 10.0], [5.0, 10.0]])
+    out = position_summary(pos)
+    assert out["n_positions"] == 3 and out["n_distinct_positions"] == 3
+    assert out["position_x_min"] == 1 and out["position_x_max"] == 5
+    assert out["position_x_std"] == pytest.approx(np.std([1, 3, 5])) and out["position_y_std"] == 0
+
+
+def test_support_box_in_object_pixels(rng):
+    pos = np.array([[20.0, 30.0], [27.0, 33.0]])
+    res = stitch(rng.standard_normal((2, 16, 16)), pos, crop=6)
+    box = support_box(res)
+    assert box == {"support_x0": 17.0, "support_y0": 27.0, "support_x1": 30.0,
+                   "support_y1": 36.0, "support_width": 13, "support_height": 9}
+
+
+def test_expected_footprint_and_share():
+    expected = expected_footprint(np.array([[5.0, 5.0], [14.0, 5.0]]), (12, 20), 4)
+    assert expected.sum() == 32 and expected[3:7, 3:7].all() and expected[3:7, 12:16].all()
+    covered = np.zeros((12, 20), bool)
+    covered[3:7, 3:7] = True
+    assert coverage_share(covered, expected) == 0.5
+    assert np.isnan(coverage_share(covered, np.zeros_like(covered)))
+
+
+def test_patch_statistics_ratios():
+    truth = np.zeros((2, 4, 4), np.complex64)
+    truth[0, :2] = 1.0  # mean 0.5, var 0.25
+    truth[1] = 2.0      # mean 2, var 0
+    pred = 3 * truth
+    out = patch_statistics(pred, truth)
+    assert out["patch_amp_mean_truth"] == pytest.approx(1.25)
+    assert out["patch_amp_var_truth"] == pytest.approx(0.125)
+    assert out["patch_amp_mean_ratio"] == pytest.approx(3.0)
+    assert out["patch_amp_var_ratio"] == pytest.approx(9.0)
+
+
+def test_bad_positions_and_patches_raise():
+    with pytest.raises(EvaluationError, match=r"\(n, 2\)"):
+        distinct_positions(np.zeros((4, 3)))
+    with pytest.raises(EvaluationError, match="share a"):
+        patch_statistics(np.zeros((2, 4, 4)), np.zeros((3, 4, 4)))
