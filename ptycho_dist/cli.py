@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -73,6 +74,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                          fault_injection=FaultInjection.from_env())
     summary = run_study(study, options)
     _console().print(render_run_summary(summary))
+    from ptycho_dist.report.html import write_report
+    from ptycho_dist.results import open as open_run
+
+    _console().print(f"report: {write_report(open_run(summary.run_dir))}")
     failed = sum(n for status, n in summary.status.items() if status != "ok")
     return EXIT_FAILED if (args.strict and failed) else EXIT_OK
 
@@ -89,15 +94,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ptycho_dist.report.summary import render_status
     from ptycho_dist.results import open as open_run
 
-    _console().print(render_status(open_run(args.run_dir)))
+    _console().print(render_status(_open(args.run_dir, open_run)))
     return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ptycho_dist.report.html import write_report
+    from ptycho_dist.results import open as open_run
+
+    _console().print(f"report: {write_report(_open(args.run_dir, open_run))}")
+    return EXIT_OK
+
+
+def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
+    """Open a run directory; a folder that is not a run is bad input (exit 2)."""
+    from ptycho_dist.errors import StorageError
+
+    try:
+        return opener(run_dir)
+    except StorageError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     from ptycho_dist.report.summary import format_table
     from ptycho_dist.results import open as open_run
 
-    run = open_run(args.run_dir)
+    run = _open(args.run_dir, open_run)
     try:
         table = run.sql(args.sql)
     except duckdb_error() as exc:
@@ -147,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", help="e.g. \"select status, count(*) from scenarios group by 1\"")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("report", help="write the static HTML report of a run (RUN_DIR/report/index.html)")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("schema", help="print the JSON Schema of study files")
     p.set_defaults(func=cmd_schema)

@@ -62,7 +62,10 @@ class Results:
         """Run ``query`` over the table views; returns Arrow."""
         con = self.connect()
         try:
-            return con.execute(query).fetch_arrow_table()
+            rel = con.sql(query)
+            if rel is None:
+                return pa.table({})
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
         finally:
             con.close()
 

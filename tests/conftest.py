@@ -16,6 +16,7 @@ import pytest
 RAY_TEST_CPUS = 2
 
 
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     """A fresh, seeded generator for each test."""
@@ -30,6 +31,7 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         ray.shutdown()
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     ray.init(
+        address="local",
         num_cpus=RAY_TEST_CPUS,
         include_dashboard=False,
         object_store_memory=256 * 1024 * 1024,

@@ -21,6 +21,8 @@ __all__ = ["BenchRecord", "REGISTRY", "run_bench", "throughput", "peak_memory", 
 REGISTRY: dict[str, str] = {
     "simulate": "ptycho_dist.bench.simulate",
     "stitch": "ptycho_dist.bench.stitch",
+    "runner": "ptycho_dist.bench.runner",
+    "train": "ptycho_dist.bench.train",
 }
 
 

@@ -27,7 +27,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
         return False
-    ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+    # address="local": always a new instance, never a `ray start` cluster that happens to run here
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
              object_store_memory=LOCAL_OBJECT_STORE_BYTES, runtime_env=runtime_env, log_to_driver=True)
     return True
 

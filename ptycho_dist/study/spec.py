@@ -144,10 +144,16 @@ class GroupingSpec(SpecModel):
 
     gridsize: Literal[1, 2, 3] = 1
     """Groups hold gridsize**2 positions; 1 means every position is its own group."""
-    k_neighbors: int = Field(6, ge=1)
-    """Members are drawn among the K nearest neighbours of a seed position (K >= gridsize**2 - 1)."""
+    k_neighbors: int | None = Field(None, ge=1)
+    """Members are drawn among the K nearest neighbours of a seed position (K >= gridsize**2 - 1);
+    None means max(6, gridsize**2 - 1): 6 for gridsize 1 and 2 (PHYSICS.md), 8 for gridsize 3."""
     n_groups: int | None = Field(None, ge=1)
-    """Number of groups; None means one per scan position."""
+    """Number of groups; None means one per scan position (capped at the number of distinct groups)."""
+
+    @property
+    def resolved_k(self) -> int:
+        """The K actually used (see ``k_neighbors``)."""
+        return self.k_neighbors if self.k_neighbors is not None else max(6, self.gridsize**2 - 1)
 
 
 class ModelSpec(SpecModel):

@@ -1,0 +1,172 @@
+"""The PINN network in PyTorch (PHYSICS.md, "The PINN"; layer definitions in docs/weight_layout.md).
+
+Tensors are channels-first: inputs (B, C, N, N) with C = gridsize**2 group members as channels.
+Module names are chosen so that ``state_dict`` keys map one-to-one onto the canonical weight names
+of :func:`ptycho_dist.models.common.weight_layout` (``weight`` -> ``kernel``, OIHW -> HWIO).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ptycho_dist.models.common import (
+    PinnConfig,
+    central_window,
+    check_weights,
+    decoder_filters,
+    weight_layout,
+)
+from ptycho_dist.models.torch.layers import (
+    far_field_amplitude,
+    overlap_constraint,
+    pad_central,
+    upsample_nearest,
+)
+
+__all__ = ["PinnNet", "export_weights", "import_weights"]
+
+
+class ConvBlock(nn.Module):
+    """Two 3 x 3 'same' convolutions (zero padding 1, with bias), each followed by ReLU."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv1 = nn.Conv2d(cout, cout, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.conv1(F.relu(self.conv0(x))))
+
+
+def _decoder(filters: tuple[int, ...], channels: int) -> nn.ModuleDict:
+    """Decoder: blocks "0", "1", ... (ConvBlock then 2x upsampling) and a "final" 3 x 3 conv."""
+    layers: dict[str, nn.Module] = {}
+    cin = filters[-1]
+    for j, cout in enumerate(decoder_filters(filters)):
+        layers[str(j)] = ConvBlock(cin, cout)
+        cin = cout
+    layers["final"] = nn.Conv2d(cin, channels, 3, padding=1)
+    return nn.ModuleDict(layers)
+
+
+def _run_decoder(decoder: nn.ModuleDict, z: Tensor) -> Tensor:
+    for name, layer in decoder.items():
+        z = layer(z) if name == "final" else upsample_nearest(layer(z))
+    return z
+
+
+def _amp_activation(name: str, x: Tensor) -> Tensor:
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "softplus":
+        return F.softplus(x)
+    return x * torch.sigmoid(x)  # swish
+
+
+class PinnNet(nn.Module):
+    """Encoder, two decoders (amplitude, phase), overlap constraint and physics layer.
+
+    Parameters
+    ----------
+    config : PinnConfig
+    probe : ndarray, complex, shape (N, N)
+        The probe P (a buffer, not a weight).
+    log_scale : float
+        Initial log intensity scale; a parameter trained when ``config.trainable_scale``.
+    """
+
+    def __init__(self, config: PinnConfig, probe: np.ndarray, *, log_scale: float) -> None:
+        super().__init__()
+        self.config = config
+        c, f = config.channels, config.resolved_filters
+        self.encoder = nn.ModuleList(
+            [ConvBlock(cin, cout) for cin, cout in zip((c, *f[:-1]), f, strict=True)])
+        self.decoder_amp = _decoder(f, c)
+        self.decoder_phase = _decoder(f, c)
+        self.log_scale = nn.Parameter(torch.tensor(float(log_scale), dtype=torch.float32),
+                                      requires_grad=config.trainable_scale)
+        self.register_buffer("probe", torch.from_numpy(np.array(probe, dtype=np.complex64)))
+        self.register_buffer("window", torch.as_tensor(central_window(config.n)))
+
+    def patches(self, x: Tensor) -> Tensor:
+        """Per-member object patches before the overlap constraint.
+
+        Parameters
+        ----------
+        x : Tensor, float32, shape (B, C, N, N)
+            Normalized amplitudes.
+
+        Returns
+        -------
+        Tensor, complex64, shape (B, C, N, N)
+            ``amp * (cos(phase) + i sin(phase))``, zero outside the central N/2 window.
+        """
+        z = x
+        for block in self.encoder:
+            z = F.max_pool2d(block(z), 2)
+        amp = _amp_activation(self.config.amp_activation, _run_decoder(self.decoder_amp, z))
+        phase = math.pi * torch.tanh(_run_decoder(self.decoder_phase, z))
+        amp, phase = pad_central(amp), pad_central(phase)
+        return torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
+
+    def forward(self, x: Tensor, relative: Tensor) -> tuple[Tensor, Tensor]:
+        """Object patches and predicted amplitude.
+
+        Parameters
+        ----------
+        x : Tensor, float32, shape (B, C, N, N)
+            Normalized amplitudes (``normalized_inputs``).
+        relative : Tensor, float32, shape (B, C, 2)
+            Member - group centre, pixels, (x, y).
+
+        Returns
+        -------
+        obj : Tensor, complex64, shape (B, C, N, N)
+            Object patches (after the overlap constraint when gridsize > 1 and object_big).
+        amplitude : Tensor, float32, shape (B, C, N, N)
+            Predicted far-field amplitude in count units.
+        """
+        obj = self.patches(x)
+        if self.config.channels > 1 and self.config.object_big:
+            obj = overlap_constraint(obj, relative, self.window)
+        return obj, far_field_amplitude(obj, self.probe, self.log_scale)
+
+
+def _canonical_modules(net: PinnNet) -> dict[str, nn.Conv2d]:
+    """Canonical prefix (e.g. ``encoder.0.conv1``) -> the Conv2d module."""
+    return {name: m for name, m in net.named_modules() if isinstance(m, nn.Conv2d)}
+
+
+def export_weights(net: PinnNet) -> dict[str, np.ndarray]:
+    """Canonical named arrays (float32): kernels HWIO ``(3, 3, in, out)``, biases ``(out,)``.
+
+    The intensity scale is not included: read ``float(net.log_scale)``.
+    """
+    out: dict[str, np.ndarray] = {}
+    for prefix, conv in _canonical_modules(net).items():
+        kernel = conv.weight.detach().cpu().permute(2, 3, 1, 0).contiguous()
+        out[f"{prefix}.kernel"] = kernel.numpy().astype(np.float32)
+        out[f"{prefix}.bias"] = conv.bias.detach().cpu().numpy().astype(np.float32)
+    order = list(weight_layout(net.config))
+    return {k: out[k] for k in order}
+
+
+def import_weights(net: PinnNet, weights: dict[str, np.ndarray]) -> None:
+    """Load canonical named arrays into ``net`` in place (HWIO -> OIHW); the inputs are not modified.
+
+    Raises
+    ------
+    SpecError
+        If the names or shapes differ from :func:`ptycho_dist.models.common.weight_layout`.
+    """
+    check_weights(weights, net.config)
+    with torch.no_grad():
+        for prefix, conv in _canonical_modules(net).items():
+            kernel = torch.as_tensor(np.asarray(weights[f"{prefix}.kernel"], dtype=np.float32))
+            conv.weight.copy_(kernel.permute(3, 2, 0, 1))
+            conv.bias.copy_(torch.as_tensor(np.asarray(weights[f"{prefix}.bias"], dtype=np.float32)))

@@ -1,0 +1,167 @@
+"""Stage functions of the oracle arm: simulate, group, oracle, stitch, evaluate (no Ray here).
+
+Each reads its inputs from the run's array store, computes with the pure layers, and returns its
+arrays and rows; :func:`ptycho_dist.pipeline.base.execute_stage` writes them with the completion
+marker. Random draws use ``derive_seed(study seed, stage key)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptycho_dist import grouping, physics
+from ptycho_dist.evaluation import evaluate_reconstruction
+from ptycho_dist.physics.diagnostics import canvas_requirement
+from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows, register_stage
+from ptycho_dist.stitching import StitchResult, stitch
+from ptycho_dist.storage.arrays import NamedArray, StageGroup
+from ptycho_dist.storage.inputs import load_user_array
+from ptycho_dist.study import Scenario, ScenarioKeys, derive_seed
+
+__all__ = ["make_object", "make_probe", "make_positions", "absolute_positions", "pred_key"]
+
+
+def make_object(s: Scenario, rng: np.random.Generator) -> np.ndarray:
+    """The scenario's object, complex64 (H, W)."""
+    o = s.object
+    shape = (o.size, o.size)
+    if o.kind == "lines":
+        return physics.lines_object(shape, n_lines=o.n_lines, amplitude_range=o.amplitude_range,
+                                    phase_range=o.phase_range, rng=rng)
+    if o.kind == "grf":
+        return physics.gaussian_random_field_object(shape, correlation_length=o.correlation_length,
+                                                    amplitude_range=o.amplitude_range,
+                                                    phase_range=o.phase_range, rng=rng)
+    if o.kind == "siemens_star":
+        return physics.siemens_star_object(shape, n_spokes=o.n_spokes, amplitude_range=o.amplitude_range,
+                                           phase_range=o.phase_range)
+    assert o.path is not None
+    return physics.object_from_array(load_user_array(o.path, field="object.path"))
+
+
+def make_probe(s: Scenario) -> tuple[np.ndarray, float]:
+    """The scenario's probe, complex64 (N, N), normalized as the spec says, and the factor applied."""
+    p = s.probe
+    if p.kind == "disk":
+        probe = physics.disk_probe(p.n, radius=p.radius)
+    elif p.kind == "gaussian":
+        probe = physics.gaussian_probe(p.n, sigma=p.sigma if p.sigma is not None else p.n / 8)
+    elif p.kind == "zone_plate":
+        probe = physics.zone_plate_probe(p.n, radius=p.radius, defocus=p.defocus)
+    else:
+        assert p.path is not None
+        probe = physics.probe_from_array(load_user_array(p.path, field="probe.path"), n=p.n)
+    if not p.normalize:
+        return probe, 1.0
+    return physics.normalize_probe(probe, probe_scale=p.probe_scale)
+
+
+def make_positions(s: Scenario, object_shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Scan positions float64 (n, 2) as (x, y) of the probe centre in object pixels."""
+    sc, n = s.scan, s.probe.n
+    if sc.kind == "grid":
+        pos = physics.grid_scan(object_shape, n, step=sc.step, jitter=sc.jitter, margin=sc.margin, rng=rng)
+        return pos[: sc.n_positions] if sc.n_positions is not None else pos
+    assert sc.n_positions is not None
+    if sc.kind == "random":
+        return physics.random_scan(object_shape, n, n_positions=sc.n_positions, margin=sc.margin, rng=rng)
+    return physics.fermat_scan(object_shape, n, n_positions=sc.n_positions, step=sc.step, margin=sc.margin)
+
+
+@register_stage("simulate")
+def simulate_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """Object, probe, positions, Poisson counts and the true patches of one scenario."""
+    rng = np.random.default_rng(derive_seed(s.seed, keys.simulate))
+    obj = make_object(s, rng)
+    probe, factor = make_probe(s)
+    positions = make_positions(s, obj.shape, rng)
+    sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise, rng=rng)
+    arrays = {
+        "object": NamedArray(obj, ("y", "x")),
+        "probe": NamedArray(probe, ("py", "px")),
+        "positions": NamedArray(positions, ("pattern", "xy")),
+        "counts": NamedArray(sim.counts, ("pattern", "ky", "kx")),
+        "truth_patches": NamedArray(sim.truth_patches, ("pattern", "py", "px")),
+    }
+    attrs = {"scale": float(sim.scale), "nphotons": s.dose.nphotons, "probe_factor": float(factor),
+             "spec": {"object": s.object.to_dict(), "probe": s.probe.to_dict(), "scan": s.scan.to_dict(),
+                      "dose": s.dose.to_dict()}}
+    diag = {"probe_normalization_factor": float(factor), "dose_scale": float(sim.scale),
+            "mean_total_counts": float(sim.mean_total_counts), "n_patterns": int(positions.shape[0]),
+            **physics.probe_statistics(probe)}
+    return StageResult(arrays, attrs, {"diagnostics": diag_rows("simulate", diag)})
+
+
+@register_stage("group")
+def group_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """Neighbour groups, group centres and relative coordinates (member - centre)."""
+    sim = ctx.layout.arrays.read("sim", keys.simulate)
+    positions, probe = sim["positions"], sim["probe"]
+    rng = np.random.default_rng(derive_seed(s.seed, keys.group))
+    groups = grouping.group_positions(positions, gridsize=s.grouping.gridsize, k_neighbors=s.grouping.resolved_k,
+                                      n_groups=s.grouping.n_groups, rng=rng)
+    arrays = {
+        "indices": NamedArray(groups.indices, ("group", "member")),
+        "offsets": NamedArray(groups.centers, ("group", "xy")),
+        "relative": NamedArray(groups.relative, ("group", "member", "xy")),
+    }
+    diag = {**grouping.grouping_summary(groups, positions),
+            "relative_sign": float(grouping.RELATIVE_SIGN),
+            **canvas_requirement(positions, probe.shape[0], gridsize=s.grouping.gridsize, probe=probe,
+                                 object_shape=sim["object"].shape)}
+    return StageResult(arrays, {"gridsize": s.grouping.gridsize}, {"diagnostics": diag_rows("group", diag)})
+
+
+@register_stage("oracle")
+def oracle_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """The oracle arm's "prediction": the true patches of every group member, (B, C, N, N)."""
+    truth = ctx.layout.arrays.read("sim", keys.simulate)["truth_patches"]
+    indices = ctx.layout.arrays.read("group", keys.group)["indices"]
+    return StageResult({"patches": NamedArray(truth[indices], ("group", "member", "py", "px"))}, {"arm": "oracle"})
+
+
+def pred_key(keys: ScenarioKeys) -> str:
+    """Key of the stage whose output holds the predicted patches (oracle or infer)."""
+    key = keys.oracle if keys.oracle is not None else keys.infer
+    assert key is not None
+    return key
+
+
+def absolute_positions(groups: StageGroup) -> np.ndarray:
+    """Positions (B, C, 2) of every member: group centre + relative coordinates."""
+    return groups["offsets"][:, None, :] + grouping.RELATIVE_SIGN * groups["relative"]
+
+
+@register_stage("stitch")
+def stitch_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """Stitch the predicted patches at their absolute positions onto the object's grid."""
+    sim = ctx.layout.arrays.read("sim", keys.simulate)
+    patches = ctx.layout.arrays.read("pred", pred_key(keys))["patches"]
+    positions = absolute_positions(ctx.layout.arrays.read("group", keys.group))
+    weights = np.abs(sim["probe"]) ** 2 if s.stitch.weights == "probe" else None
+    shape = sim["object"].shape if s.stitch.frame == "object" else None
+    res = stitch(patches, positions, crop=s.stitch.crop, frame=s.stitch.frame, shape=shape, weights=weights)
+    arrays = {"canvas": NamedArray(res.canvas, ("y", "x")), "coverage": NamedArray(res.coverage, ("y", "x"))}
+    return StageResult(arrays, {"origin": [float(v) for v in res.origin], "crop": res.crop, "frame": res.frame})
+
+
+@register_stage("evaluate")
+def evaluate_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """Metrics, bias and diagnostics of the stitched object (and patch-level metrics) vs the truth."""
+    arrays = ctx.layout.arrays
+    sim, groups = arrays.read("sim", keys.simulate), arrays.read("group", keys.group)
+    recon = arrays.read("recon", keys.stitch)
+    stitched = StitchResult(canvas=recon["canvas"], coverage=recon["coverage"],
+                            origin=np.asarray(recon.attrs["origin"], dtype=np.float64),
+                            crop=int(recon.attrs["crop"]), frame=str(recon.attrs["frame"]))
+    truth_patches = sim["truth_patches"][groups["indices"]]
+    ev = s.evaluation
+    result = evaluate_reconstruction(
+        stitched, sim["object"], border=ev.border, illumination_threshold=ev.illumination_threshold,
+        register=ev.registration, phase_ramp=ev.phase_ramp,
+        positions=absolute_positions(groups).reshape(-1, 2), reference_positions=sim["positions"],
+        pred_patches=arrays.read("pred", pred_key(keys))["patches"], truth_patches=truth_patches,
+        patch_crop=s.probe.n // 2)
+    rows = {"metrics": result.metrics_rows, "bias": [result.bias_row],
+            "diagnostics": diag_rows("evaluate", result.diagnostics)}
+    return StageResult({}, {}, rows)

@@ -1,0 +1,146 @@
+"""A static HTML report of a run (``<run>/report/index.html``, figures embedded as PNG).
+
+Sections: the study and its status; quality vs the swept parameters (a plot and a table); a gallery of
+stitched reconstructions next to the truth, with their coverage; the diagnostics that expose the
+classic failures (collapsed offsets, clipped canvas, probe normalization); failures with messages.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from ptycho_dist.results import Results  # noqa: E402
+from ptycho_dist.storage.files import write_text_atomic  # noqa: E402
+
+__all__ = ["write_report", "swept_columns"]
+
+_GALLERY = 6
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "<img src='data:image/png;base64," + base64.b64encode(buf.getvalue()).decode() + "'/>"
+
+
+def _html_table(table: pa.Table, *, limit: int = 200) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
+    rows = []
+    for r in table.slice(0, limit).to_pylist():
+        cells = "".join(f"<td>{html.escape(f'{v:.4g}' if isinstance(v, float) else ('' if v is None else str(v)))}</td>"
+                        for v in r.values())
+        rows.append(f"<tr>{cells}</tr>")
+    more = f"<p>({table.num_rows - limit} more rows: use <code>ptycho-dist query</code>)</p>" if table.num_rows > limit else ""
+    return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
+
+
+def swept_columns(run: Results) -> list[str]:
+    """Scenario-table columns of the swept axes (in the study's axis order)."""
+    axes = run.study()["spec"]["axes"]
+    return [p.replace(".", "_") for a in axes for p in a["paths"]]
+
+
+def _quality_figure(run: Results, axes: Sequence[str]) -> str:
+    if not axes:
+        return ""
+    cols = ", ".join(f"s.{c}" for c in axes)
+    data = run.sql(f"""
+        select {cols}, avg(m.ssim) as ssim, stddev_samp(m.ssim) as sd, count(*) as n
+        from scenarios s join metrics m on m.scenario_id = s.scenario_id
+        where s.status = 'ok' and m.target = 'stitched' and m.channel = 'amplitude'
+        group by all order by all""").to_pylist()
+    if not data:
+        return ""
+    x, others = axes[0], list(axes[1:])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series: dict[str, list[dict[str, Any]]] = {}
+    for row in data:
+        label = ", ".join(f"{o}={row[o]}" for o in others) or "all"
+        series.setdefault(label, []).append(row)
+    numeric = all(isinstance(r[x], int | float) and not isinstance(r[x], bool) for r in data)
+    for label, rows in series.items():
+        xs = [r[x] if numeric else str(r[x]) for r in rows]
+        ax.errorbar(xs, [r["ssim"] for r in rows], yerr=[r["sd"] or 0 for r in rows], marker="o", capsize=3, label=label)
+    if numeric and min(r[x] for r in data) > 0 and max(r[x] for r in data) / min(r[x] for r in data) > 50:
+        ax.set_xscale("log")
+    ax.set_xlabel(x)
+    ax.set_ylabel("stitched amplitude SSIM vs truth")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def _gallery(run: Results, limit: int = _GALLERY) -> str:
+    rows = run.sql(f"""
+        select s.scenario_id, s.key_simulate, s.key_stitch, s.model_backend, s.dose_nphotons,
+               s.grouping_gridsize, s.scan_kind, m.ssim
+        from scenarios s join metrics m on m.scenario_id = s.scenario_id
+        where s.status = 'ok' and m.target = 'stitched' and m.channel = 'amplitude'
+        order by s.scenario_id limit {int(limit)}""").to_pylist()
+    if not rows:
+        return "<p>No finished scenario to show.</p>"
+    fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
+    for ax_row, r in zip(axes, rows):
+        truth = np.abs(run.arrays("sim", r["key_simulate"])["object"])
+        recon = run.arrays("recon", r["key_stitch"])
+        canvas, coverage = np.abs(recon["canvas"]), recon["coverage"]
+        title = f"{r['model_backend']} n={r['dose_nphotons']:.0e} g={r['grouping_gridsize']} {r['scan_kind']}"
+        for ax, img, name in zip(ax_row, (truth, canvas, coverage), ("truth |O|", "stitched |O|", "coverage")):
+            im = ax.imshow(img, cmap="gray" if name != "coverage" else "viridis")
+            ax.set_title(f"{name}\n{title}" + (f"  SSIM {r['ssim']:.3f}" if name.startswith("stitched") else ""),
+                         fontsize=7)
+            ax.axis("off")
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    return _png(fig)
+
+
+_DIAG_NAMES = ("distinct_positions", "coverage_share", "canvas_fixed_energy_share", "probe_normalization_factor",
+               "mean_total_counts", "n_groups_achieved")
+
+
+def write_report(run: Results) -> str:
+    """Write ``report/index.html`` for ``run``; returns its path."""
+    info = run.study()
+    spec = info["spec"]["study"]
+    status = run.sql("select status, count(*) as scenarios from scenarios group by 1 order by 1")
+    axes = swept_columns(run)
+    cols = ", ".join(f"s.{c}" for c in axes) + ", " if axes else ""
+    quality = run.sql(f"""
+        select {cols}m.channel, count(*) as n, avg(m.ssim) as ssim, avg(m.psnr) as psnr, avg(m.mae) as mae,
+               avg(m.frc_05) as frc_05, avg(b.ls_scale) as ls_scale
+        from scenarios s join metrics m on m.scenario_id = s.scenario_id
+        left join bias b on b.scenario_id = s.scenario_id
+        where s.status = 'ok' and m.target = 'stitched' group by all order by all""")
+    names = ", ".join(f"'{n}'" for n in _DIAG_NAMES)
+    diag = run.sql(f"""select d.name, min(d.value) as min, avg(d.value) as mean, max(d.value) as max
+        from diagnostics d where d.name in ({names}) group by 1 order by 1""")
+    failed = run.sql("select scenario_id, status, failed_stage, error from scenarios where status <> 'ok'")
+    body = f"""<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec['name'])}</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:2px 6px}} th{{background:#eee}}</style></head><body>
+<h1>Study {html.escape(spec['name'])}</h1><p>{html.escape(spec.get('description', ''))}</p>
+<p>{len(run.scenario_ids)} scenarios, seed {spec['seed']}, ptycho-dist {html.escape(str(info.get('ptycho_dist_version')))},
+git {html.escape(str(info.get('git_revision')))}</p>{_html_table(status)}
+<h2>Quality vs the swept parameters</h2>{_quality_figure(run, axes)}{_html_table(quality)}
+<h2>Reconstructions</h2>{_gallery(run)}
+<h2>Diagnostics</h2><p>A collapse of offsets shows as distinct_positions = 1; a clipping canvas as
+canvas_fixed_energy_share &lt; 1 (the older fixed-size canvas's share of the energy).</p>{_html_table(diag)}
+<h2>Failures</h2>{_html_table(failed) if failed.num_rows else '<p>None.</p>'}
+<h2>Study</h2><pre>{html.escape(json.dumps(info['spec']['study'], indent=1))}</pre>
+</body></html>"""
+    path = run.layout.report / "index.html"
+    write_text_atomic(path, body)
+    return str(path)

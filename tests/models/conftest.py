@@ -1,0 +1,34 @@
+"""Small synthetic training sets for the model tests (N = 32, no dependency on physics/)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from ptycho_dist.bench.train import synthetic_data
+from ptycho_dist.models.common import PinnConfig, TrainData
+
+
+@pytest.fixture(scope="session")
+def data_g1() -> TrainData:
+    """40 single-pattern groups, N = 32, 1e5 photons per pattern."""
+    return synthetic_data(n=32, gridsize=1, n_groups=40, nphotons=1e5, rng=11)
+
+
+@pytest.fixture(scope="session")
+def data_g2() -> TrainData:
+    """24 groups of 2 x 2 patterns, N = 32."""
+    return synthetic_data(n=32, gridsize=2, n_groups=24, nphotons=1e5, rng=12)
+
+
+@pytest.fixture
+def make_config() -> Callable[..., PinnConfig]:
+    """Factory of small configs: N = 32, filters (8, 16), batch 8, 2 epochs, plus overrides."""
+
+    def make(**overrides: object) -> PinnConfig:
+        base: dict[str, object] = {"n": 32, "filters": (8, 16), "batch_size": 8, "epochs": 2}
+        base.update(overrides)
+        return PinnConfig(**base)  # type: ignore[arg-type]
+
+    return make
