@@ -10,6 +10,7 @@ from typing import Any
 
 import ray
 
+from ptycho_dist.errors import StageError
 from ptycho_dist.pipeline import STAGE_FUNCTIONS  # noqa: F401 - registers the stages
 from ptycho_dist.pipeline.base import StageContext, execute_stage
 from ptycho_dist.study import Scenario, ScenarioKeys
@@ -56,9 +57,19 @@ def run_stage_task(run_dir: str, stage: str, scenario: dict[str, Any], keys: dic
     """Execute one stage in a Ray worker; returns the outcome as a plain dict."""
     if fault is not None:
         fault.maybe_kill(stage)
-    outcome = execute_stage(StageContext(Path(run_dir)), stage, Scenario.from_dict(scenario),
-                            ScenarioKeys.from_dict(keys), key)
+    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train)
+    outcome = execute_stage(ctx, stage, Scenario.from_dict(scenario), ScenarioKeys.from_dict(keys), key)
     return dataclasses.asdict(outcome)
+
+
+def _distributed_train(data: Any, config: Any, *, seed: int, num_workers: int, backend: str) -> Any:
+    """Data-parallel training of one scenario with Ray Train (torch: TorchTrainer + RayDDPStrategy)."""
+    if backend != "torch":
+        raise StageError(f"resources.train_workers > 1 is implemented for the torch backend only, not {backend!r}")
+    from ptycho_dist.orchestration.cluster import gpus_available
+    from ptycho_dist.orchestration.ray_train import train_pinn_distributed
+
+    return train_pinn_distributed(data, config, seed=seed, num_workers=num_workers, use_gpu=gpus_available())
 
 
 def task_options(stage: str, scenario: Scenario, *, has_gpu: bool) -> dict[str, Any]:
@@ -77,4 +88,7 @@ def task_options(stage: str, scenario: Scenario, *, has_gpu: bool) -> dict[str, 
         opts["runtime_env"] = {"env_vars": {"PTYCHO_DIST_BACKEND": backend, "PYTHONNOUSERSITE": "1"}}
         if backend == "tf":
             opts["max_calls"] = 1
+        if stage == "train" and res.train_workers > 1:
+            # the task only coordinates the Ray Train workers, which hold the CPUs/GPUs themselves
+            opts.update(num_cpus=0, num_gpus=0)
     return opts

@@ -5,6 +5,7 @@ Importing this package registers the stages in :data:`STAGE_FUNCTIONS`.
 
 from __future__ import annotations
 
+from ptycho_dist.pipeline import model_stages as _model_stages  # noqa: F401 - registers train/infer
 from ptycho_dist.pipeline import stages as _stages  # noqa: F401 - registers the oracle-arm stages
 from ptycho_dist.pipeline.base import (
     STAGE_FUNCTIONS,

@@ -30,9 +30,12 @@ STAGE_KIND = {"simulate": "sim", "group": "group", "oracle": "pred", "train": "t
 
 @dataclass(frozen=True)
 class StageContext:
-    """What every stage needs besides its scenario: where the run lives."""
+    """What every stage needs besides its scenario: where the run lives, and optionally a
+    multi-worker trainer injected by the orchestration layer (``fn(data, config, *, seed,
+    num_workers, backend) -> TrainResult``)."""
 
     run_dir: Path
+    distributed_train: Callable[..., Any] | None = None
 
     @property
     def layout(self) -> RunLayout:

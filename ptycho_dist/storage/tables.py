@@ -95,6 +95,10 @@ _BIAS_COLUMNS = [
     for name in ("shift_x", "shift_y", "ls_scale", "ls_phase", "amp_ratio_mean", "amp_ratio_median",
                  "amp_ratio_p05", "amp_ratio_p95", "amp_mae_rescaled", "amp_rmse_rescaled", "phase_offset_mean")
 ]
+_HISTORY_COLUMNS = [
+    ("backend", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()),
+    ("lr", pa.float64()), ("intensity_scale", pa.float64()), ("nonfinite", pa.bool_()),
+]
 _DIAG_COLUMNS = [("stage", pa.string()), ("name", pa.string()), ("value", pa.float64()), ("text", pa.string())]
 
 
@@ -123,6 +127,7 @@ TABLES: dict[str, list[pa.Field]] = {
     "metrics": _with_id(_METRIC_COLUMNS),
     "bias": _with_id(_BIAS_COLUMNS),
     "diagnostics": _with_id(_DIAG_COLUMNS),
+    "history": _with_id(_HISTORY_COLUMNS),
 }
 
 

@@ -166,7 +166,15 @@ class ModelSpec(SpecModel):
     loss: Literal["poisson", "mae"] = "poisson"
     """Poisson negative log-likelihood of counts (default) or MAE on amplitudes."""
     trainable_scale: bool = True
-    """Train the intensity scale log_scale (starts at log(sqrt(nphotons) / (N/2)))."""
+    """Train the intensity scale log_scale."""
+    log_scale_init: Literal["dose", "nphotons"] = "dose"
+    """Start of log_scale: log(s), the data's dose scale (default: the object is learned in its own
+    units), or "nphotons": log(sqrt(nphotons) / (N/2)), the PtychoPINN convention (compatibility;
+    with this project's probe normalization it makes the sigmoid amplitude saturate)."""
+    amp_activation: Literal["sigmoid", "softplus", "swish"] = "sigmoid"
+    """Activation of the amplitude decoder's output."""
+    object_big: bool = True
+    """gridsize > 1: apply the overlap constraint (the group's patches averaged on a shared canvas)."""
 
 
 class TrainingSpec(SpecModel):

@@ -1,0 +1,102 @@
+"""Stage functions of the model arms: train and infer (torch or tf, imported inside the stage).
+
+The backend module is imported inside the function, so a Ray worker that runs torch stages never
+imports TensorFlow and vice versa (the orchestration layer also gives each backend its own worker
+pool). Multi-worker training is injected by the orchestration layer through
+:attr:`StageContext.distributed_train` (Ray Train); the pipeline itself never imports Ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+
+from ptycho_dist.models.common import PinnConfig, TrainData
+from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows, register_stage
+from ptycho_dist.storage.arrays import NamedArray
+from ptycho_dist.storage.bundles import read_bundle, write_bundle
+from ptycho_dist.storage.run import library_versions
+from ptycho_dist.study import Scenario, ScenarioKeys, derive_seed
+
+__all__ = ["pinn_config", "backend_module"]
+
+
+def pinn_config(s: Scenario) -> PinnConfig:
+    """The model configuration of scenario ``s``."""
+    m, t = s.model, s.training
+    return PinnConfig(
+        n=s.probe.n, gridsize=s.grouping.gridsize, filters=m.filters, loss=m.loss,
+        amp_activation=m.amp_activation, object_big=m.object_big, trainable_scale=m.trainable_scale,
+        log_scale_init=m.log_scale_init, lr=t.lr, batch_size=t.batch_size, epochs=t.epochs,
+        plateau_factor=t.plateau_factor, plateau_patience=t.plateau_patience, min_lr=t.min_lr,
+        early_stopping_patience=t.early_stopping_patience, val_fraction=t.val_fraction)
+
+
+def backend_module(backend: str) -> Any:
+    """``ptycho_dist.models.torch.train`` or ``ptycho_dist.models.tf.train`` (imported on demand)."""
+    if backend not in ("torch", "tf"):
+        raise ValueError(f"no model backend {backend!r}")
+    return importlib.import_module(f"ptycho_dist.models.{backend}.train")
+
+
+def _grouped(ctx: StageContext, keys: ScenarioKeys) -> tuple[Any, Any, np.ndarray]:
+    sim = ctx.layout.arrays.read("sim", keys.simulate)
+    groups = ctx.layout.arrays.read("group", keys.group)
+    counts = sim["counts"][groups["indices"]]
+    return sim, groups, counts
+
+
+@register_stage("train")
+def train_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """Train the PINN on the scenario's grouped counts; write the bundle; history rows."""
+    assert keys.train is not None
+    sim, groups, counts = _grouped(ctx, keys)
+    n_train = s.training.n_train or counts.shape[0]
+    data = TrainData(counts=counts[:n_train], scale=float(sim.attrs["scale"]), probe=sim["probe"],
+                     relative=groups["relative"][:n_train], nphotons=float(sim.attrs["nphotons"]))
+    config, seed = pinn_config(s), derive_seed(s.seed, keys.train) % (2**31)
+    if s.resources.train_workers > 1 and ctx.distributed_train is not None:
+        result = ctx.distributed_train(data, config, seed=seed, num_workers=s.resources.train_workers,
+                                       backend=s.model.backend)
+    else:
+        result = backend_module(s.model.backend).train_pinn(data, config, seed=seed)
+    initial = float(np.log(data.scale)) if config.log_scale_init == "dose" else None
+    meta = {"backend": s.model.backend, "config": config.to_dict(), "norm_factor": result.norm_factor,
+            "log_scale": result.log_scale, "diverged_epoch": result.diverged_epoch, "seconds": result.seconds,
+            "n_train": result.n_train, "n_val": result.n_val, "seed": seed, "libraries": library_versions(),
+            "train_workers": s.resources.train_workers}
+    write_bundle(ctx.layout.models, keys.train, result.weights, meta)
+    diag = {"train_norm_factor": result.norm_factor, "train_intensity_scale": float(np.exp(result.log_scale)),
+            "train_log_scale": result.log_scale, "n_train_groups": result.n_train, "n_val_groups": result.n_val,
+            "train_seconds": result.seconds, "first_nonfinite_epoch": result.diverged_epoch
+            if result.diverged_epoch is not None else float("nan")}
+    if initial is not None:
+        diag["initial_log_scale"] = initial
+    history = [{k: v for k, v in row.items() if k != "seconds"} | {"backend": s.model.backend}
+               for row in result.history]
+    status = "diverged" if result.diverged_epoch is not None else "ok"
+    return StageResult({}, {"bundle": keys.train}, {"history": history, "diagnostics": diag_rows("train", diag)},
+                       status=status, info={"diverged_epoch": result.diverged_epoch})
+
+
+@register_stage("infer")
+def infer_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+    """Predict object patches for every group with the bundle's normalization and intensity scale."""
+    assert keys.train is not None
+    sim, groups, counts = _grouped(ctx, keys)
+    bundle = read_bundle(ctx.layout.models, keys.train)
+    config = PinnConfig.from_dict(bundle.meta["config"])
+    result = backend_module(s.model.backend).infer_pinn(
+        bundle.weights, config, counts=counts, scale=float(sim.attrs["scale"]), probe=sim["probe"],
+        relative=groups["relative"], norm_factor=bundle.norm_factor, log_scale=bundle.log_scale)
+    arrays = {"patches": NamedArray(result.object_patches, ("group", "member", "py", "px")),
+              "amplitude": NamedArray(result.pred_amplitude, ("group", "member", "ky", "kx"))}
+    measured = np.sqrt(counts)
+    diag = {"infer_norm_factor": bundle.norm_factor, "infer_intensity_scale": float(np.exp(bundle.log_scale)),
+            "infer_backend": s.model.backend,
+            "pred_to_measured_counts": float(np.sum(result.pred_amplitude.astype(np.float64) ** 2)
+                                             / max(float(np.sum(measured**2)), 1e-300))}
+    return StageResult(arrays, {"bundle": keys.train, "backend": s.model.backend},
+                       {"diagnostics": diag_rows("infer", diag)})

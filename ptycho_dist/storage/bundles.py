@@ -1,0 +1,69 @@
+"""Model bundles: ``<run>/models/<key>/weights.safetensors`` + ``bundle.json`` (written last).
+
+The weights are the canonical named float32 arrays of ``docs/weight_layout.md`` (conv kernels HWIO),
+stored with safetensors: no pickle, loadable by either backend. ``bundle.json`` holds the model
+config, the normalization factor, the final intensity scale (``log_scale``), the training summary
+and library versions; it is the bundle's completion marker.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import load as st_load
+from safetensors.numpy import save as st_save
+
+from ptycho_dist.errors import StorageError
+from ptycho_dist.storage.files import write_bytes_atomic, write_json_atomic
+
+__all__ = ["Bundle", "write_bundle", "read_bundle", "bundle_dir"]
+
+BUNDLE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A trained model: canonical weights and the scalars inference must reuse unchanged."""
+
+    weights: dict[str, np.ndarray]
+    meta: dict[str, Any]
+
+    @property
+    def norm_factor(self) -> float:
+        return float(self.meta["norm_factor"])
+
+    @property
+    def log_scale(self) -> float:
+        return float(self.meta["log_scale"])
+
+
+def bundle_dir(models_root: Path, key: str) -> Path:
+    """Folder of the bundle with stage key ``key``."""
+    return Path(models_root) / key
+
+
+def write_bundle(models_root: Path, key: str, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+    """Write weights then ``bundle.json`` (atomic files; the JSON last marks the bundle complete)."""
+    for name in ("norm_factor", "log_scale", "config", "backend"):
+        if name not in meta:
+            raise StorageError(f"bundle {key}: meta lacks {name!r}")
+    folder = bundle_dir(models_root, key)
+    arrays = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()}
+    write_bytes_atomic(folder / "weights.safetensors", st_save(arrays, metadata={"format": str(BUNDLE_FORMAT)}))
+    write_json_atomic(folder / "bundle.json", {"format": BUNDLE_FORMAT, **meta})
+    return folder
+
+
+def read_bundle(models_root: Path, key: str) -> Bundle:
+    """Load a complete bundle (StorageError when absent or unfinished)."""
+    folder = bundle_dir(models_root, key)
+    try:
+        meta = json.loads((folder / "bundle.json").read_text())
+        weights = st_load((folder / "weights.safetensors").read_bytes())
+    except FileNotFoundError:
+        raise StorageError(f"{folder}: no complete model bundle (bundle.json or weights missing)") from None
+    return Bundle({k: np.asarray(v) for k, v in weights.items()}, meta)
