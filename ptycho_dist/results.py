@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from ptycho_dist.storage.arrays import StageGroup
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.storage.tables import TABLES, table_schema
+from ptycho_dist.storage.tables import PAIR_TABLES, TABLES, table_schema
 
 __all__ = ["Results", "open"]
 
@@ -35,7 +35,10 @@ class Results:
 
     def parts(self, name: str) -> list[Path]:
         """Committed parquet parts of table ``name`` for the scenarios of the current study file."""
-        return [p for p in self.layout.tables.parts(name) if p.stem in self.scenario_ids]
+        parts = self.layout.tables.parts(name)
+        if name in PAIR_TABLES:
+            return parts
+        return [p for p in parts if p.stem in self.scenario_ids]
 
     def table(self, name: str) -> pa.Table:
         """All rows of table ``name`` as Arrow (the empty table with its schema when there are none)."""

@@ -214,7 +214,7 @@ def _check_training(cfg: PinnConfig) -> None:
     checks = [
         ("lr", cfg.lr > 0, "> 0"),
         ("batch_size", cfg.batch_size >= 1, ">= 1"),
-        ("epochs", cfg.epochs >= 1, ">= 1"),
+        ("epochs", cfg.epochs >= 0, ">= 0 (0: the untrained, initialized model)"),
         ("plateau_factor", 0 < cfg.plateau_factor < 1, "in (0, 1)"),
         ("plateau_patience", cfg.plateau_patience >= 0, ">= 0"),
         ("min_lr", 0 <= cfg.min_lr <= cfg.lr, "in [0, lr]"),

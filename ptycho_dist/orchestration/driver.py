@@ -29,6 +29,7 @@ from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import STAGES, flatten_scenario
 from ptycho_dist.study import Scenario, ScenarioKeys, Study, scenario_keys
+from ptycho_dist.study.keys import PairKeys, pair_keys, pair_signature
 
 __all__ = ["RunOptions", "RunSummary", "run_study", "plan_study"]
 
@@ -126,6 +127,8 @@ def _scenario_rows(study: Study, scenario: Scenario, keys: ScenarioKeys,
             tables[table].extend(rows)
         if oc.status != "ok" and status == "ok":
             status, error, failed_stage = oc.status, oc.error, stage
+            if oc.status == "diverged" and error is None:
+                error = f"non-finite loss at epoch {oc.info.get('diverged_epoch')} (0-based)"
         if oc.info.get("diverged_epoch") is not None:
             diverged_epoch = int(oc.info["diverged_epoch"])
     row: dict[str, Any] = {
@@ -135,9 +138,10 @@ def _scenario_rows(study: Study, scenario: Scenario, keys: ScenarioKeys,
     }
     for stage in STAGES:
         oc = outcomes.get(stage)
+        ran = oc is not None and not oc.info.get("skipped")
         row[f"key_{stage}"] = getattr(keys, stage)
-        row[f"seconds_{stage}"] = oc.seconds if oc is not None else None
-        row[f"cached_{stage}"] = oc.cached if oc is not None else None
+        row[f"seconds_{stage}"] = oc.seconds if ran else None
+        row[f"cached_{stage}"] = oc.cached if ran else None
     row.update(flatten_scenario(scenario))
     tables["scenarios"] = [row]
     return dict(tables)
@@ -152,9 +156,15 @@ def run_study(study: Study, options: RunOptions = RunOptions()) -> RunSummary:
     plan = plan_study(study, layout)
     summary = RunSummary(layout.root, scenarios=len(set(ids)), already_done=len(plan.done_ids))
     summary.status.update({"ok": 0})
-    started = connect(options.address, num_cpus=options.num_cpus) if plan.todo else False
+    started = False
     try:
-        _execute(study, plan, layout, options, summary)
+        if plan.todo:
+            started = connect(options.address, num_cpus=options.num_cpus)
+            _execute(study, plan, layout, options, summary)
+        pairs = parity_todo(study, layout)
+        if pairs:
+            started = connect(options.address, num_cpus=options.num_cpus) or started
+            _execute_parity(pairs, layout, options, summary)
     finally:
         if started:
             ray.shutdown()
@@ -224,6 +234,76 @@ def _execute(study: Study, plan: _Plan, layout: RunLayout, options: RunOptions, 
             for ref in done:
                 node = in_flight.pop(ref)
                 ready.extend(finish(node, _get_outcome(ref, node)))
+
+
+def find_pairs(study: Study) -> list[tuple[Scenario, Scenario]]:
+    """Pairs (torch arm, tf arm) that share data, grouping, architecture and training."""
+    by_signature: dict[str, list[Scenario]] = defaultdict(list)
+    for s in study.scenarios:
+        sig = pair_signature(s)
+        if sig is not None:
+            by_signature[sig].append(s)
+    pairs = []
+    for group in by_signature.values():
+        torch_arms = [s for s in group if s.model.backend == "torch"]
+        tf_arms = [s for s in group if s.model.backend == "tf"]
+        pairs += [(a, b) for a in torch_arms for b in tf_arms]
+    return pairs
+
+
+def parity_todo(study: Study, layout: RunLayout) -> list[tuple[Scenario, Scenario, PairKeys]]:
+    """Pairs whose two arms finished ok and whose parity row is not written yet."""
+    ok = {r["scenario_id"] for r in layout.tables.status_rows() if r["status"] == "ok"} if layout.tables.path.exists() else set()
+    out = []
+    for a, b in find_pairs(study):
+        pk = pair_keys(a, b)
+        if pk.a.scenario in ok and pk.b.scenario in ok and not layout.tables.has_pair("parity", pk.pair_id):
+            out.append((a, b, pk))
+    return out
+
+
+def _submit(layout: RunLayout, stage: str, s: Scenario, keys: ScenarioKeys, key: str, options_of: Scenario,
+            partner: tuple[Scenario, ScenarioKeys], options: RunOptions, has_gpu: bool) -> Any:
+    opts = task_options(stage, options_of, has_gpu=has_gpu)
+    return run_stage_task.options(**opts).remote(
+        str(layout.root), stage, s.to_dict(), keys.as_dict(), key, options.fault_injection,
+        (partner[0].to_dict(), partner[1].as_dict()))
+
+
+def _execute_parity(pairs: list[tuple[Scenario, Scenario, PairKeys]], layout: RunLayout, options: RunOptions,
+                    summary: RunSummary) -> None:
+    """Transplant each arm's bundle into the other backend, then one parity row per pair."""
+    has_gpu = gpus_available()
+    waiting: dict[Any, tuple[str, int, str]] = {}
+    done_transplants: dict[int, int] = defaultdict(int)
+    failed: set[int] = set()
+    for i, (a, b, pk) in enumerate(pairs):
+        waiting[_submit(layout, "transplant", a, pk.a, pk.transplant_ab, b, (b, pk.b), options, has_gpu)] = (
+            "transplant", i, pk.transplant_ab)
+        waiting[_submit(layout, "transplant", b, pk.b, pk.transplant_ba, a, (a, pk.a), options, has_gpu)] = (
+            "transplant", i, pk.transplant_ba)
+    progress = StageProgress(Counter({"transplant": 2 * len(pairs), "parity": len(pairs)}), enabled=options.progress)
+    with progress:
+        while waiting:
+            ready, _ = ray.wait(list(waiting), num_returns=1)
+            stage, i, key = waiting.pop(ready[0])
+            a, b, pk = pairs[i]
+            outcome = _get_outcome(ready[0], _Node(stage, key, a, pk.a, None))
+            progress.advance(stage, cached=outcome.cached)
+            (summary.stages_cached if outcome.cached else summary.stages_run)[stage] += 1
+            if outcome.status != "ok":
+                failed.add(i)
+                summary.failures.append((pk.pair_id, stage, outcome.error or outcome.status))
+                if outcome.traceback:
+                    layout.write_log(stage, outcome.key, outcome.traceback)
+                continue
+            if stage == "transplant":
+                done_transplants[i] += 1
+                if done_transplants[i] == 2 and i not in failed:
+                    ref = _submit(layout, "parity", a, pk.a, pk.parity, a, (b, pk.b), options, has_gpu)
+                    waiting[ref] = ("parity", i, pk.parity)
+            else:
+                layout.tables.write_pair("parity", pk.pair_id, outcome.rows["parity"])
 
 
 def _get_outcome(ref: Any, node: _Node) -> StageOutcome:

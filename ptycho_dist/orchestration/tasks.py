@@ -17,7 +17,7 @@ from ptycho_dist.study import Scenario, ScenarioKeys
 
 __all__ = ["FaultInjection", "run_stage_task", "task_options", "MODEL_STAGES"]
 
-MODEL_STAGES = ("train", "infer")
+MODEL_STAGES = ("train", "infer", "transplant")
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,16 @@ class FaultInjection:
 
 @ray.remote(max_retries=3, retry_exceptions=False)
 def run_stage_task(run_dir: str, stage: str, scenario: dict[str, Any], keys: dict[str, Any], key: str,
-                   fault: FaultInjection | None = None) -> dict[str, Any]:
-    """Execute one stage in a Ray worker; returns the outcome as a plain dict."""
+                   fault: FaultInjection | None = None,
+                   partner: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Execute one stage in a Ray worker; returns the outcome as a plain dict.
+
+    ``partner`` (scenario, keys) is the other arm of a parity pair (transplant and parity stages).
+    """
     if fault is not None:
         fault.maybe_kill(stage)
-    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train)
+    other = None if partner is None else (Scenario.from_dict(partner[0]), ScenarioKeys.from_dict(partner[1]))
+    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train, partner=other)
     outcome = execute_stage(ctx, stage, Scenario.from_dict(scenario), ScenarioKeys.from_dict(keys), key)
     return dataclasses.asdict(outcome)
 

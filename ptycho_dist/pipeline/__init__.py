@@ -6,6 +6,7 @@ Importing this package registers the stages in :data:`STAGE_FUNCTIONS`.
 from __future__ import annotations
 
 from ptycho_dist.pipeline import model_stages as _model_stages  # noqa: F401 - registers train/infer
+from ptycho_dist.pipeline import parity_stages as _parity_stages  # noqa: F401 - transplant/parity
 from ptycho_dist.pipeline import stages as _stages  # noqa: F401 - registers the oracle-arm stages
 from ptycho_dist.pipeline.base import (
     STAGE_FUNCTIONS,

@@ -25,7 +25,7 @@ __all__ = ["StageContext", "StageResult", "StageOutcome", "STAGE_KIND", "execute
 
 #: stage name -> top-level array group its output lives in
 STAGE_KIND = {"simulate": "sim", "group": "group", "oracle": "pred", "train": "train", "infer": "pred",
-              "stitch": "recon", "evaluate": "eval"}
+              "stitch": "recon", "evaluate": "eval", "transplant": "pred", "parity": "eval"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class StageContext:
 
     run_dir: Path
     distributed_train: Callable[..., Any] | None = None
+    partner: tuple[Scenario, ScenarioKeys] | None = None
 
     @property
     def layout(self) -> RunLayout:

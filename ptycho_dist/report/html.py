@@ -89,7 +89,9 @@ def _gallery(run: Results, limit: int = _GALLERY) -> str:
                s.grouping_gridsize, s.scan_kind, m.ssim
         from scenarios s join metrics m on m.scenario_id = s.scenario_id
         where s.status = 'ok' and m.target = 'stitched' and m.channel = 'amplitude'
-        order by s.scenario_id limit {int(limit)}""").to_pylist()
+        qualify row_number() over (partition by s.model_backend, s.grouping_gridsize, s.scan_kind
+                                   order by s.dose_nphotons desc, s.scenario_id) = 1
+        order by s.model_backend desc, s.grouping_gridsize, s.scan_kind limit {int(limit)}""").to_pylist()
     if not rows:
         return "<p>No finished scenario to show.</p>"
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)

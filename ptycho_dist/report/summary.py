@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -12,9 +12,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ptycho_dist.orchestration.driver import RunSummary
 from ptycho_dist.results import Results
 from ptycho_dist.results import open as open_run
+
+if TYPE_CHECKING:
+    from ptycho_dist.orchestration.driver import RunSummary
 
 __all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich"]
 
@@ -35,7 +37,7 @@ def metrics_overview(run: Results) -> pa.Table:
     return run.sql(
         """
         select s.model_backend as arm, s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
-               s.scan_kind as scan, count(*) as n,
+               s.scan_kind as scan, count(distinct s.scenario_id) as replicates,
                avg(case when m.channel = 'amplitude' then m.ssim end) as amp_ssim,
                avg(case when m.channel = 'amplitude' then m.psnr end) as amp_psnr,
                avg(case when m.channel = 'phase' then m.ssim end) as phase_ssim,
@@ -49,7 +51,7 @@ def metrics_overview(run: Results) -> pa.Table:
     )
 
 
-def render_run_summary(summary: RunSummary) -> Group:
+def render_run_summary(summary: "RunSummary") -> Group:
     """Scenarios ok/failed, stages run/cached, wall time, and the metrics overview."""
     status = ", ".join(f"{n} {s}" for s, n in sorted(summary.status.items()))
     head = Text.assemble(("run ", "bold"), str(summary.run_dir), f": {summary.scenarios} scenarios ({status}); "

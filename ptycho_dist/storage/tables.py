@@ -33,6 +33,7 @@ __all__ = [
     "flatten_scenario",
     "schema_to_json",
     "TableStore",
+    "PAIR_TABLES",
 ]
 
 SCHEMA_VERSION = "1"
@@ -99,6 +100,19 @@ _HISTORY_COLUMNS = [
     ("backend", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()),
     ("lr", pa.float64()), ("intensity_scale", pa.float64()), ("nonfinite", pa.bool_()),
 ]
+_PARITY_COLUMNS = (
+    [("pair_id", pa.string()), ("scenario_a", pa.string()), ("scenario_b", pa.string()),
+     ("backend_a", pa.string()), ("backend_b", pa.string()), ("relative_sign_a", pa.int64()),
+     ("relative_sign_b", pa.int64()), ("gridsize", pa.int64()), ("nphotons", pa.float64())]
+    + [(f"fwd_{what}_max_{kind}_{d}", pa.float64()) for d in ("ab", "ba") for what in ("obj", "amp")
+       for kind in ("abs", "rel")]
+    + [("forward_parity_ok", pa.bool_()), ("forward_parity_tolerance", pa.float64()),
+       ("patch_variance_ratio", pa.float64()), ("stitched_amp_mae", pa.float64()),
+       ("stitched_amp_ssim", pa.float64()), ("stitched_phase_mae", pa.float64())]
+    + [(f"{c}_{m}_{x}", pa.float64()) for c in ("amp", "phase") for m in ("ssim", "mae", "psnr") for x in ("a", "b")]
+    + [(f"delta_{c}_{m}", pa.float64()) for c in ("amp", "phase") for m in ("ssim", "mae", "psnr")]
+    + [("intensity_scale_ratio", pa.float64()), ("norm_factor_ratio", pa.float64())]
+)
 _DIAG_COLUMNS = [("stage", pa.string()), ("name", pa.string()), ("value", pa.float64()), ("text", pa.string())]
 
 
@@ -128,7 +142,10 @@ TABLES: dict[str, list[pa.Field]] = {
     "bias": _with_id(_BIAS_COLUMNS),
     "diagnostics": _with_id(_DIAG_COLUMNS),
     "history": _with_id(_HISTORY_COLUMNS),
+    "parity": [pa.field(n, t, nullable=n != "pair_id") for n, t in _PARITY_COLUMNS],
 }
+#: tables written per pair of arms (part = pair id), not per scenario
+PAIR_TABLES = ("parity",)
 
 
 def table_schema(name: str) -> pa.Schema:
@@ -176,7 +193,7 @@ class TableStore:
         if len(tables.get("scenarios", ())) != 1:
             raise StorageError(f"scenario {scenario_id}: exactly one 'scenarios' row is required")
         for name in TABLES:
-            if name == "scenarios":
+            if name == "scenarios" or name in PAIR_TABLES:
                 continue
             rows = [{"scenario_id": scenario_id, **r} for r in tables.get(name, ())]
             part = self._part(name, scenario_id)
@@ -192,6 +209,16 @@ class TableStore:
         pq.write_table(table, buf, compression="zstd")
         write_bytes_atomic(path, buf.getvalue())
 
+    def write_pair(self, table: str, pair_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Write the rows of one pair of arms (written only after both arms' scenarios are committed)."""
+        if table not in PAIR_TABLES:
+            raise StorageError(f"table {table!r} is not a per-pair table")
+        self._write(self._part(table, pair_id), _to_table(table, rows))
+
+    def has_pair(self, table: str, pair_id: str) -> bool:
+        """True when the pair's part of ``table`` exists."""
+        return self._part(table, pair_id).exists()
+
     def committed_ids(self) -> set[str]:
         """Scenario ids whose ``scenarios`` row is committed."""
         folder = self.path / "scenarios"
@@ -200,9 +227,13 @@ class TableStore:
     def parts(self, table: str) -> list[Path]:
         """The committed part files of ``table`` (parts of uncommitted scenarios are left out)."""
         table_schema(table)
-        ids = self.committed_ids()
         folder = self.path / table
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids) if folder.exists() else []
+        if not folder.exists():
+            return []
+        if table in PAIR_TABLES:
+            return sorted(folder.glob("*.parquet"))
+        ids = self.committed_ids()
+        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
 
     def read(self, table: str) -> pa.Table:
         """All committed rows of ``table`` as one Arrow table (empty with the schema if none)."""

@@ -25,6 +25,9 @@ __all__ = [
     "scenario_id",
     "ScenarioKeys",
     "scenario_keys",
+    "PairKeys",
+    "pair_signature",
+    "pair_keys",
 ]
 
 #: Bump a stage's version when its algorithm changes, so stored outputs are not reused.
@@ -36,6 +39,8 @@ STAGE_VERSIONS: dict[str, int] = {
     "oracle": 1,
     "stitch": 1,
     "evaluate": 1,
+    "transplant": 1,
+    "parity": 1,
 }
 
 
@@ -120,3 +125,41 @@ def scenario_keys(s: Scenario) -> ScenarioKeys:
     stitch = stage_key("stitch", {"stitch": s.stitch.to_dict()}, [pred, sim, grp])
     evaluate = stage_key("evaluate", {"evaluation": s.evaluation.to_dict()}, [stitch, sim, grp, pred])
     return ScenarioKeys(scenario_id(s), sim, grp, oracle, train, infer, stitch, evaluate)
+
+
+def pair_signature(s: Scenario) -> str | None:
+    """What two model arms must share to be compared for parity (None for the oracle arm).
+
+    Everything but ``model.backend`` and ``model.relative_sign`` (a convention fork is exactly what
+    parity must expose): same data, grouping, architecture, training, stitching and evaluation.
+    """
+    if s.model.backend == "oracle":
+        return None
+    data = s.to_dict()
+    data["model"] = {k: v for k, v in data["model"].items() if k not in ("backend", "relative_sign")}
+    data.pop("resources")
+    return canonical_json(data)
+
+
+@dataclass(frozen=True)
+class PairKeys:
+    """Keys of the parity comparison of arm ``a`` with arm ``b`` (same data, other backend)."""
+
+    pair_id: str
+    a: ScenarioKeys
+    b: ScenarioKeys
+    transplant_ab: str  # a's bundle run by b's backend
+    transplant_ba: str  # b's bundle run by a's backend
+    parity: str
+
+
+def pair_keys(a: Scenario, b: Scenario) -> PairKeys:
+    """Keys of the parity stages of arms ``a`` and ``b``."""
+    ka, kb = scenario_keys(a), scenario_keys(b)
+    assert ka.train is not None and kb.train is not None
+    ab = stage_key("transplant", {"target": b.model.backend, "relative_sign": b.model.relative_sign},
+                   [ka.train, ka.group])
+    ba = stage_key("transplant", {"target": a.model.backend, "relative_sign": a.model.relative_sign},
+                   [kb.train, kb.group])
+    par = stage_key("parity", {}, [ka.evaluate, kb.evaluate, ab, ba])
+    return PairKeys(par[:16], ka, kb, ab, ba, par)

@@ -175,13 +175,16 @@ class ModelSpec(SpecModel):
     """Activation of the amplitude decoder's output."""
     object_big: bool = True
     """gridsize > 1: apply the overlap constraint (the group's patches averaged on a shared canvas)."""
+    relative_sign: Literal[1, -1] = 1
+    """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
+    this project's convention; -1 reproduces the older code's negated offsets (to study a sign fork)."""
 
 
 class TrainingSpec(SpecModel):
     """Optimizer and schedule."""
 
-    epochs: int = Field(50, ge=1)
-    """Number of epochs."""
+    epochs: int = Field(50, ge=0)
+    """Number of epochs; 0 keeps the initialized, untrained network (a baseline arm)."""
     batch_size: int = Field(16, ge=1)
     """Groups per batch."""
     lr: float = Field(1e-3, gt=0)

@@ -115,3 +115,24 @@ def test_study_keys_shared_between_scenarios() -> None:
     plan = plan_study(study, RunLayout(Path("/nonexistent/never")))
     stages = [stage for stage, _ in plan.nodes]
     assert stages.count("simulate") == 2 and stages.count("group") == 4 and stages.count("evaluate") == 4
+
+
+def test_two_worker_ray_train_through_the_runner(ray_session: object, tmp_path: Path) -> None:
+    spec = tmp_path / "ddp.toml"
+    spec.write_text(TINY.format(name="ddp", replicates=1).split("[axes]")[0] + """
+[base.model]
+backend = "torch"
+filters = [8, 16]
+[base.training]
+epochs = 2
+batch_size = 8
+[base.resources]
+train_workers = 2
+""")
+    summary = run_study(load_study(spec), RunOptions(out=tmp_path / "runs", progress=False))
+    assert summary.status["ok"] == 1, summary.failures
+    run = open_run(summary.run_dir)
+    bundles = list((summary.run_dir / "models").glob("*/bundle.json"))
+    assert len(bundles) == 1
+    assert '"train_workers": 2' in bundles[0].read_text()
+    assert run.sql("select count(*) as n from history").column("n").to_pylist() == [2]
