@@ -8,6 +8,7 @@ this session started.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from collections.abc import Iterator
 
 import numpy as np
@@ -42,3 +43,24 @@ def ray_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield ray
     finally:
         ray.shutdown()
+
+
+_TF_DIR = Path(__file__).parent / "tf"
+
+
+def _tf_requested(config: pytest.Config) -> bool:
+    return any(Path(a.split("::")[0]).resolve().is_relative_to(_TF_DIR) for a in config.args)
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """TensorFlow tests run only in a pytest process of their own (``pytest tests/tf``): TF and torch
+    are never imported into one process."""
+    if collection_path.resolve().is_relative_to(_TF_DIR) and not _tf_requested(config):
+        return True
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if _tf_requested(config):
+        return "TensorFlow tests only (tests/tf)"
+    return "tests/tf (TensorFlow) not collected here: run `pytest tests/tf` in its own process"

@@ -107,7 +107,9 @@ def test_initial_log_scale() -> None:
 
 
 def test_starting_log_scale_modes() -> None:
-    assert starting_log_scale(PinnConfig(), nphotons=1e6, scale=7.0) == pytest.approx(math.log(1000 / 32))
+    compat = PinnConfig(log_scale_init="nphotons")
+    assert starting_log_scale(compat, nphotons=1e6, scale=7.0) == pytest.approx(math.log(1000 / 32))
+    assert PinnConfig().log_scale_init == "dose"
     dose = PinnConfig(log_scale_init="dose")
     assert starting_log_scale(dose, nphotons=1e6, scale=7.0) == pytest.approx(math.log(7.0))
 

@@ -25,7 +25,7 @@ from ptycho_dist.models.torch.train import infer_pinn, train_pinn  # noqa: E402
 
 @pytest.fixture(scope="module")
 def trained_g1(data_g1: TrainData) -> TrainResult:
-    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=4, lr=3e-3)
+    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=4, lr=3e-3, log_scale_init="nphotons")
     return train_pinn(data_g1, cfg, seed=0, accelerator="cpu")
 
 
@@ -58,7 +58,8 @@ def test_norm_factor_is_from_training_split(trained_g1: TrainResult, data_g1: Tr
 
 
 def test_log_scale_starts_at_nphotons_rule(data_g1: TrainData) -> None:
-    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=1, trainable_scale=False)
+    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=1, trainable_scale=False,
+                     log_scale_init="nphotons")
     result = train_pinn(data_g1, cfg, seed=0, accelerator="cpu")
     assert result.log_scale == pytest.approx(initial_log_scale(1e5, 32), rel=1e-6)
     dose = train_pinn(data_g1, PinnConfig(**{**cfg.to_dict(), "filters": (8, 16),
@@ -121,7 +122,7 @@ def test_train_rejects_mismatched_config(data_g2: TrainData,
 
 
 def test_inference_shapes_and_consistency(trained_g1: TrainResult, data_g1: TrainData) -> None:
-    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=4, lr=3e-3)
+    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=4, lr=3e-3, log_scale_init="nphotons")
     out = _infer(trained_g1, data_g1, cfg)
     assert out.object_patches.shape == (40, 1, 32, 32) and out.object_patches.dtype == np.complex64
     assert out.pred_amplitude.shape == (40, 1, 32, 32) and out.pred_amplitude.dtype == np.float32
@@ -135,7 +136,7 @@ def test_inference_shapes_and_consistency(trained_g1: TrainResult, data_g1: Trai
 
 def test_inference_uses_given_norm_factor_and_log_scale(trained_g1: TrainResult,
                                                         data_g1: TrainData) -> None:
-    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=4, lr=3e-3)
+    cfg = PinnConfig(n=32, filters=(8, 16), batch_size=8, epochs=4, lr=3e-3, log_scale_init="nphotons")
     base = _infer(trained_g1, data_g1, cfg)
     scaled = _infer(trained_g1, data_g1, cfg, log_scale=trained_g1.log_scale + 0.5)
     np.testing.assert_array_equal(scaled.object_patches, base.object_patches)

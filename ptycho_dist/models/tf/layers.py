@@ -49,8 +49,9 @@ def bilinear_shift(x: tf.Tensor, shift: tf.Tensor) -> tf.Tensor:
     tf.Tensor, same dtype and shape as ``x``.
     """
     if x.dtype.is_complex:
-        return tf.complex(bilinear_shift(tf.math.real(x), shift),
-                          bilinear_shift(tf.math.imag(x), shift))
+        parts = bilinear_shift(tf.stack([tf.math.real(x), tf.math.imag(x)]),
+                               tf.stack([shift, shift]))
+        return tf.complex(parts[0], parts[1])
     h, w = int(x.shape[-2]), int(x.shape[-1])
     flat = tf.reshape(x, [-1, h, w])
     s = tf.reshape(tf.cast(shift, tf.float32), [-1, 2])
@@ -122,12 +123,13 @@ def overlap_constraint(patches: tf.Tensor, relative: tf.Tensor, window: tf.Tenso
     b = tf.shape(patches)[0]
     rel = tf.cast(relative, tf.float32)
     offsets = rel[:, None, :, :] - rel[:, :, None, :]                     # (B, i, j, 2) = r_j - r_i
-    src = tf.broadcast_to((patches * tf.cast(window, patches.dtype))[:, None], [b, c, c, n, n])
-    masks = tf.broadcast_to(tf.cast(window, tf.float32), [b, c, c, n, n])
-    num = tf.reduce_sum(bilinear_shift(src, offsets), axis=2)
-    den = tf.reduce_sum(bilinear_shift(masks, offsets), axis=2)
-    return tf.complex(tf.math.divide_no_nan(tf.math.real(num), den),
-                      tf.math.divide_no_nan(tf.math.imag(num), den))
+    m = tf.cast(window, tf.float32)
+    src = tf.broadcast_to(patches[:, None], [b, c, c, n, n])
+    parts = tf.stack([tf.math.real(src) * m, tf.math.imag(src) * m,       # real, imag, mask
+                      tf.broadcast_to(m, [b, c, c, n, n])])
+    shifted = tf.reduce_sum(bilinear_shift(parts, tf.stack([offsets] * 3)), axis=3)
+    return tf.complex(tf.math.divide_no_nan(shifted[0], shifted[2]),
+                      tf.math.divide_no_nan(shifted[1], shifted[2]))
 
 
 def far_field_amplitude(obj: tf.Tensor, probe: tf.Tensor, log_scale: tf.Tensor) -> tf.Tensor:

@@ -5,8 +5,8 @@ custom loop (``tf.function`` + ``GradientTape``) instead of Lightning:
 
 * split, normalization factor and inputs from :func:`~ptycho_dist.models.common.prepare_arrays`;
   initial ``log_scale`` from :func:`~ptycho_dist.models.common.starting_log_scale`;
-* Adam (lr ``config.lr``, betas 0.9/0.999, epsilon 1e-8; Keras applies epsilon to the
-  bias-corrected step, PyTorch to ``sqrt(v_hat)``: the updates differ only where
+* Adam (lr ``config.lr``, betas 0.9/0.999, epsilon 1e-8; Keras adds epsilon to the uncorrected
+  ``sqrt(v)``, PyTorch to the bias-corrected ``sqrt(v_hat)``: the updates differ only where
   ``sqrt(v) ~ 1e-8``); batches of ``config.batch_size`` drawn from a fresh permutation of the
   training split every epoch (``np.random.default_rng(seed)``);
 * the epoch loss is the pattern-weighted mean over batches; the validation loss is computed after
@@ -19,7 +19,7 @@ custom loop (``tf.function`` + ``GradientTape``) instead of Lightning:
   (validation still runs), ``diverged_epoch`` is set and training stops; a non-finite validation
   loss also stops training. Never an exception.
 
-Seeding: ``keras.utils.set_random_seed(seed)``, the initializers seeded from ``seed``
+Seeding: ``keras.utils.set_random_seed(seed mod 2**32)``, the initializers seeded from ``seed``
 (:class:`~ptycho_dist.models.tf.net.PinnModel`) and, on CPU,
 ``tf.config.experimental.enable_op_determinism()`` for the fit (the previous state is restored
 afterwards): on CPU the same seed gives bit-identical weights. On GPU the run is seeded but not
@@ -61,6 +61,8 @@ __all__ = [
     "resolve_device",
     "PlateauSchedule",
     "EarlyStop",
+    "Fit",
+    "make_fit",
 ]
 
 StepFn = Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]
@@ -114,8 +116,10 @@ def deterministic(enabled: bool) -> Iterator[None]:
     TensorFlow has no public switch back; the private one is used when present, otherwise
     determinism stays on (harmless on CPU).
     """
-    from tensorflow.python.framework import config as tf_config
-
+    try:
+        from tensorflow.python.framework import config as tf_config
+    except ImportError:  # pragma: no cover - private module moved
+        tf_config = None
     previous = bool(getattr(tf_config, "is_op_determinism_enabled", lambda: True)())
     if enabled:
         tf.config.experimental.enable_op_determinism()
@@ -164,7 +168,8 @@ class EarlyStop:
     """Lightning's ``EarlyStopping`` (mode "min", min_delta 0, no finiteness check).
 
     ``step(metric)`` returns True when training should stop: ``wait`` restarts at 0 on a strict
-    improvement (``metric < best``) and otherwise grows by one; stop when ``wait >= patience``.
+    improvement (``metric < best``, never stopping then); otherwise it grows by one and training
+    stops when ``wait >= patience``. NaN is never an improvement.
     """
 
     patience: int
@@ -174,13 +179,13 @@ class EarlyStop:
     def step(self, metric: float) -> bool:
         if metric < self.best:
             self.best, self.wait = metric, 0
-        else:
-            self.wait += 1
+            return False
+        self.wait += 1
         return self.wait >= self.patience
 
 
 @dataclass
-class _Fit:
+class Fit:
     """The state of one fit: model, optimizer, compiled steps, history and divergence."""
 
     model: PinnModel
@@ -199,8 +204,12 @@ def _signature(config: PinnConfig) -> list[tf.TensorSpec]:
             tf.TensorSpec((None, c, n, n), tf.float32)]
 
 
-def _make_fit(model: PinnModel, config: PinnConfig) -> _Fit:
-    """Adam on the trainable variables and the two compiled steps (update skipped if non-finite)."""
+def make_fit(model: PinnModel, config: PinnConfig) -> Fit:
+    """Adam on the trainable variables and the two compiled steps.
+
+    ``train_step(x, relative, counts)`` returns the batch loss and applies one Adam update unless
+    the loss is non-finite; ``eval_step`` returns the loss only. Inputs channels-first, float32.
+    """
     variables = model.trainable_variables
     optimizer = keras.optimizers.Adam(learning_rate=config.lr, beta_1=0.9, beta_2=0.999,
                                       epsilon=1e-8)
@@ -221,7 +230,7 @@ def _make_fit(model: PinnModel, config: PinnConfig) -> _Fit:
         _, amp = model(x, rel, training=False)
         return pinn_loss(config.loss, amp, counts)
 
-    return _Fit(model, config, optimizer, train_step, eval_step, lr=config.lr)
+    return Fit(model, config, optimizer, train_step, eval_step, lr=config.lr)
 
 
 def _batches(arrays: PreparedArrays, idx: np.ndarray, batch_size: int
@@ -245,7 +254,7 @@ def _mean_loss(step: StepFn, arrays: PreparedArrays, idx: np.ndarray, batch_size
     return total / count if count else math.nan
 
 
-def _run_epoch(fit: _Fit, arrays: PreparedArrays, epoch: int, order: np.ndarray) -> float:
+def _run_epoch(fit: Fit, arrays: PreparedArrays, epoch: int, order: np.ndarray) -> float:
     """One training epoch and its validation; appends the history row; returns the monitored loss."""
     cfg, t0 = fit.config, time.perf_counter()
     train_loss = _mean_loss(fit.train_step, arrays, order, cfg.batch_size, True)
@@ -264,7 +273,7 @@ def _run_epoch(fit: _Fit, arrays: PreparedArrays, epoch: int, order: np.ndarray)
     return monitored
 
 
-def _fit(fit: _Fit, arrays: PreparedArrays, *, seed: int, progress: bool) -> None:
+def _fit(fit: Fit, arrays: PreparedArrays, *, seed: int, progress: bool) -> None:
     """The epoch loop: shuffle, train, validate, schedule the rate, stop early or on divergence."""
     cfg = fit.config
     gen = np.random.default_rng(seed)
@@ -323,9 +332,9 @@ def train_pinn(data: TrainData, config: PinnConfig, *, seed: int, accelerator: s
     log_scale = starting_log_scale(config, nphotons=data.nphotons, scale=data.scale)
     t0 = time.perf_counter()
     with deterministic(acc == "cpu"), tf.device("/GPU:0" if acc == "gpu" else "/CPU:0"):
-        keras.utils.set_random_seed(seed)
+        keras.utils.set_random_seed(seed % 2**32)  # numpy's global seed must fit 32 bits
         model = PinnModel(config, data.probe, log_scale=log_scale, seed=seed)
-        fit = _make_fit(model, config)
+        fit = make_fit(model, config)
         _fit(fit, arrays, seed=seed, progress=progress)
         weights, final_scale = export_weights(model), float(model.log_scale.numpy())
     return TrainResult(
