@@ -154,14 +154,17 @@ def evaluate_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageR
     stitched = StitchResult(canvas=recon["canvas"], coverage=recon["coverage"],
                             origin=np.asarray(recon.attrs["origin"], dtype=np.float64),
                             crop=int(recon.attrs["crop"]), frame=str(recon.attrs["frame"]))
-    truth_patches = sim["truth_patches"][groups["indices"]]
+    # patch-level figures on the central N/2 window: the PINN's object is zero outside it
+    n = s.probe.n
+    window = (..., slice(n // 4, n // 4 + n // 2), slice(n // 4, n // 4 + n // 2))
+    truth_patches = sim["truth_patches"][groups["indices"]][window]
+    pred_patches = arrays.read("pred", pred_key(keys))["patches"][window]
     ev = s.evaluation
     result = evaluate_reconstruction(
         stitched, sim["object"], border=ev.border, illumination_threshold=ev.illumination_threshold,
         register=ev.registration, phase_ramp=ev.phase_ramp,
         positions=absolute_positions(groups).reshape(-1, 2), reference_positions=sim["positions"],
-        pred_patches=arrays.read("pred", pred_key(keys))["patches"], truth_patches=truth_patches,
-        patch_crop=s.probe.n // 2)
+        pred_patches=pred_patches, truth_patches=truth_patches)
     rows = {"metrics": result.metrics_rows, "bias": [result.bias_row],
             "diagnostics": diag_rows("evaluate", result.diagnostics)}
     return StageResult({}, {}, rows)

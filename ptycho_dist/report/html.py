@@ -109,8 +109,9 @@ def _gallery(run: Results, limit: int = _GALLERY) -> str:
     return _png(fig)
 
 
-_DIAG_NAMES = ("distinct_positions", "coverage_share", "canvas_fixed_energy_share", "probe_normalization_factor",
-               "mean_total_counts", "n_groups_achieved")
+_DIAG_NAMES = ("n_distinct_positions", "n_distinct_offsets", "coverage_share", "canvas_fixed_energy_share",
+               "probe_normalization_factor", "mean_total_counts", "groups_achieved", "pred_to_measured_counts",
+               "patch_amp_var_ratio", "train_norm_factor", "infer_norm_factor")
 
 
 def write_report(run: Results) -> str:
@@ -138,8 +139,10 @@ td,th{{border:1px solid #ccc;padding:2px 6px}} th{{background:#eee}}</style></he
 git {html.escape(str(info.get('git_revision')))}</p>{_html_table(status)}
 <h2>Quality vs the swept parameters</h2>{_quality_figure(run, axes)}{_html_table(quality)}
 <h2>Reconstructions</h2>{_gallery(run)}
-<h2>Diagnostics</h2><p>A collapse of offsets shows as distinct_positions = 1; a clipping canvas as
-canvas_fixed_energy_share &lt; 1 (the older fixed-size canvas's share of the energy).</p>{_html_table(diag)}
+<h2>Diagnostics</h2><p>A collapse of offsets shows as n_distinct_positions = 1; a clipping canvas as
+canvas_fixed_energy_share &lt; 1 (the share of the energy the older fixed-size canvas would keep); a
+washed-out model as patch_amp_var_ratio far below 1; a lost intensity scale as pred_to_measured_counts
+far from 1.</p>{_html_table(diag)}
 <h2>Failures</h2>{_html_table(failed) if failed.num_rows else '<p>None.</p>'}
 <h2>Study</h2><pre>{html.escape(json.dumps(info['spec']['study'], indent=1))}</pre>
 </body></html>"""

@@ -38,7 +38,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "infer": 1,
     "oracle": 1,
     "stitch": 1,
-    "evaluate": 1,
+    "evaluate": 2,
     "transplant": 1,
     "parity": 1,
 }
