@@ -25,9 +25,9 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$
   echo "ptycho-dist: setting up $VENV (first run or dependencies changed; a few minutes)" >&2
   PY="$(_pick_python)"
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-  if ! "$VENV/bin/python" -m pip install -q -c "$ROOT/requirements/cpu-constraints.txt" \
-      -e "$ROOT[torch,tf,dev]" >"$VENV/pip-install.log" 2>&1; then
+  if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
+         "$VENV/bin/python" -m pip install -q -c "$ROOT/requirements/cpu-constraints.txt" \
+           -e "$ROOT[torch,tf,dev]"; } >"$VENV/pip-install.log" 2>&1; then
     grep -v "is ignored: it is neither a file nor a directory" "$VENV/pip-install.log" >&2
     echo "ptycho-dist: installing into $VENV failed (log above, and in $VENV/pip-install.log)" >&2
     exit 1

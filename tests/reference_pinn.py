@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage, special
 
-from ptycho_dist.models.common import PinnConfig, central_window, decoder_filters
+from ptycho_dist.models.common import PinnConfig, central_window, decoder_filters, weight_layout
 
 __all__ = [
     "conv3x3",
@@ -26,6 +26,7 @@ __all__ = [
     "poisson_nll",
     "patches",
     "forward",
+    "random_weights",
 ]
 
 
@@ -132,3 +133,16 @@ def forward(w: dict[str, np.ndarray], cfg: PinnConfig, x: np.ndarray, rel: np.nd
     if cfg.channels > 1 and cfg.object_big:
         obj = overlap(obj, np.asarray(rel, np.float64), central_window(cfg.n).astype(np.float64))
     return obj, far_field(obj, np.asarray(probe, np.complex128), log_scale)
+
+
+def random_weights(cfg: PinnConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Canonical float32 weights drawn independently of either backend: He-scaled normal kernels
+    (final layers x4, so that amplitude and phase vary over the patch), biases U(-0.2, 0.2)."""
+    out = {}
+    for name, shape in weight_layout(cfg).items():
+        if name.endswith("kernel"):
+            gain = 4.0 if ".final." in name else 1.0
+            out[name] = rng.normal(0, gain * math.sqrt(2 / (9 * shape[2])), size=shape)
+        else:
+            out[name] = rng.uniform(-0.2, 0.2, size=shape)
+    return {k: v.astype(np.float32) for k, v in out.items()}

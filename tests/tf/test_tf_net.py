@@ -33,17 +33,6 @@ def _probe() -> np.ndarray:
     return ((np.hypot(xx, yy) < 9) * np.exp(0.01j * (xx**2 + yy**2))).astype(np.complex64)
 
 
-def _weights(cfg: PinnConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Canonical weights drawn independently of either backend (He-scaled, non-zero biases)."""
-    out = {}
-    for name, shape in weight_layout(cfg).items():
-        if name.endswith("kernel"):
-            out[name] = rng.normal(0, math.sqrt(2 / (9 * shape[2])), size=shape)
-        else:
-            out[name] = rng.uniform(-0.2, 0.2, size=shape)
-    return {k: v.astype(np.float32) for k, v in out.items()}
-
-
 def _inputs(cfg: PinnConfig, rng: np.random.Generator, b: int = 2) -> tuple[np.ndarray, np.ndarray]:
     c = cfg.channels
     x = rng.uniform(0, 2, size=(b, c, N, N)).astype(np.float32)
@@ -77,7 +66,7 @@ def _forward(model: PinnModel, x: np.ndarray, rel: np.ndarray) -> tuple[np.ndarr
                          [(1, "sigmoid"), (2, "sigmoid"), (2, "softplus"), (3, "swish")])
 def test_forward_matches_reference(rng: np.random.Generator, gridsize: int, activation: str) -> None:
     cfg = _config(gridsize, amp_activation=activation)
-    w = _weights(cfg, rng)
+    w = ref.random_weights(cfg, rng)
     x, rel = _inputs(cfg, rng)
     obj, amp = _forward(_model(cfg, w), x, rel)
     assert obj.dtype == np.complex64 and amp.dtype == np.float32
@@ -90,7 +79,7 @@ def test_forward_matches_reference(rng: np.random.Generator, gridsize: int, acti
 
 def test_flipped_relative_sign_fails_loudly(rng: np.random.Generator) -> None:
     cfg = _config(2)
-    w = _weights(cfg, rng)
+    w = ref.random_weights(cfg, rng)
     x, rel = _inputs(cfg, rng)
     obj_ref, amp_ref = ref.forward(w, cfg, x, rel, _probe(), 0.4)
     obj, amp = _forward(_model(cfg, w), x, -rel)     # the classic bug: relative = centre - member
@@ -101,7 +90,7 @@ def test_flipped_relative_sign_fails_loudly(rng: np.random.Generator) -> None:
 
 def test_layer_by_layer(rng: np.random.Generator) -> None:
     cfg = _config(2)
-    w = _weights(cfg, rng)
+    w = ref.random_weights(cfg, rng)
     model = _model(cfg, w)
     x, rel = _inputs(cfg, rng)
     w64 = {k: v.astype(np.float64) for k, v in w.items()}
@@ -124,7 +113,7 @@ def test_layer_by_layer(rng: np.random.Generator) -> None:
 
 def test_object_big_false_skips_overlap(rng: np.random.Generator) -> None:
     cfg = _config(2, object_big=False)
-    w = _weights(cfg, rng)
+    w = ref.random_weights(cfg, rng)
     x, rel = _inputs(cfg, rng)
     obj, amp = _forward(_model(cfg, w), x, rel)
     obj_ref, amp_ref = ref.forward(w, cfg, x, rel, _probe(), 0.4)
@@ -154,7 +143,7 @@ def test_export_import_round_trip(rng: np.random.Generator) -> None:
 def test_import_rejects_wrong_layout(rng: np.random.Generator) -> None:
     cfg = _config(1)
     model = PinnModel(cfg, _probe(), log_scale=0.0, seed=0)
-    w = _weights(cfg, rng)
+    w = ref.random_weights(cfg, rng)
     missing = {k: v for k, v in w.items() if k != "decoder_amp.final.bias"}
     with pytest.raises(SpecError, match=r"missing \['decoder_amp.final.bias'\]"):
         import_weights(model, missing)
