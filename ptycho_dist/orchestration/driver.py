@@ -24,7 +24,7 @@ import ray
 
 from ptycho_dist.orchestration.cluster import connect, gpus_available
 from ptycho_dist.orchestration.progress import StageProgress
-from ptycho_dist.orchestration.tasks import FaultInjection, run_stage_task, task_options
+from ptycho_dist.orchestration.tasks import FaultInjection, remote_for, task_options
 from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import STAGES, flatten_scenario
@@ -224,7 +224,7 @@ def _execute(study: Study, plan: _Plan, layout: RunLayout, options: RunOptions, 
                     ready.extend(finish(node, hit))
                     continue
                 opts = task_options(node.stage, node.scenario, has_gpu=has_gpu)
-                ref = run_stage_task.options(**opts).remote(
+                ref = remote_for(node.stage, node.scenario).options(**opts).remote(
                     str(layout.root), node.stage, node.scenario.to_dict(), node.keys.as_dict(), node.key,
                     options.fault_injection)
                 in_flight[ref] = node
@@ -265,7 +265,7 @@ def parity_todo(study: Study, layout: RunLayout) -> list[tuple[Scenario, Scenari
 def _submit(layout: RunLayout, stage: str, s: Scenario, keys: ScenarioKeys, key: str, options_of: Scenario,
             partner: tuple[Scenario, ScenarioKeys], options: RunOptions, has_gpu: bool) -> Any:
     opts = task_options(stage, options_of, has_gpu=has_gpu)
-    return run_stage_task.options(**opts).remote(
+    return remote_for(stage, options_of).options(**opts).remote(
         str(layout.root), stage, s.to_dict(), keys.as_dict(), key, options.fault_injection,
         (partner[0].to_dict(), partner[1].as_dict()))
 

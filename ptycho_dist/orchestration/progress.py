@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 __all__ = ["StageProgress"]
 
-_ORDER = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
+_ORDER = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
 
 
 class StageProgress:

@@ -15,7 +15,7 @@ from ptycho_dist.pipeline import STAGE_FUNCTIONS  # noqa: F401 - registers the s
 from ptycho_dist.pipeline.base import StageContext, execute_stage
 from ptycho_dist.study import Scenario, ScenarioKeys
 
-__all__ = ["FaultInjection", "run_stage_task", "task_options", "MODEL_STAGES"]
+__all__ = ["FaultInjection", "run_stage_task", "run_stage_task_recycled", "remote_for", "task_options", "MODEL_STAGES"]
 
 MODEL_STAGES = ("train", "infer", "transplant")
 
@@ -51,8 +51,7 @@ class FaultInjection:
         os._exit(1)  # a crash of the worker process: a system failure that Ray retries
 
 
-@ray.remote(max_retries=3, retry_exceptions=False)
-def run_stage_task(run_dir: str, stage: str, scenario: dict[str, Any], keys: dict[str, Any], key: str,
+def _run_stage(run_dir: str, stage: str, scenario: dict[str, Any], keys: dict[str, Any], key: str,
                    fault: FaultInjection | None = None,
                    partner: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Execute one stage in a Ray worker; returns the outcome as a plain dict.
@@ -65,6 +64,19 @@ def run_stage_task(run_dir: str, stage: str, scenario: dict[str, Any], keys: dic
     ctx = StageContext(Path(run_dir), distributed_train=_distributed_train, partner=other)
     outcome = execute_stage(ctx, stage, Scenario.from_dict(scenario), ScenarioKeys.from_dict(keys), key)
     return dataclasses.asdict(outcome)
+
+
+#: the stage task (Ray retries it after a system failure; stage errors come back as outcomes)
+run_stage_task = ray.remote(max_retries=3, retry_exceptions=False)(_run_stage)
+#: the same task in a worker that exits after it (TF model stages: releases TF's GPU memory)
+run_stage_task_recycled = ray.remote(max_retries=3, retry_exceptions=False, max_calls=1)(_run_stage)
+
+
+def remote_for(stage: str, scenario: Scenario) -> Any:
+    """The remote function for ``stage`` of ``scenario`` (recycled workers for TF model stages)."""
+    if stage in MODEL_STAGES and scenario.model.backend == "tf":
+        return run_stage_task_recycled
+    return run_stage_task
 
 
 def _distributed_train(data: Any, config: Any, *, seed: int, num_workers: int, backend: str) -> Any:
@@ -90,9 +102,10 @@ def task_options(stage: str, scenario: Scenario, *, has_gpu: bool) -> dict[str, 
         gpus = res.num_gpus if res.num_gpus is not None else (1.0 if has_gpu else 0.0)
         opts["num_gpus"] = gpus
         backend = scenario.model.backend
-        opts["runtime_env"] = {"env_vars": {"PTYCHO_DIST_BACKEND": backend, "PYTHONNOUSERSITE": "1"}}
+        env = {"PTYCHO_DIST_BACKEND": backend, "PYTHONNOUSERSITE": "1"}
         if backend == "tf":
-            opts["max_calls"] = 1
+            env["TF_CPP_MIN_LOG_LEVEL"] = "2"  # TF's start-up banners, not warnings of ours
+        opts["runtime_env"] = {"env_vars": env}
         if stage == "train" and res.train_workers > 1:
             # the task only coordinates the Ray Train workers, which hold the CPUs/GPUs themselves
             opts.update(num_cpus=0, num_gpus=0)

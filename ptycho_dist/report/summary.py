@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich"]
 
-_STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
+_STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
 
 
 def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str = "{:.4g}") -> Table:
@@ -36,7 +36,8 @@ def metrics_overview(run: Results) -> pa.Table:
     """Stitched-object quality per swept parameter combination (mean over replicates)."""
     return run.sql(
         """
-        select s.model_backend as arm, s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
+        select s.model_backend || case when s.model_relative_sign = -1 then ' (sign -1)' else '' end as arm,
+               s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
                s.scan_kind as scan, count(distinct s.scenario_id) as replicates,
                avg(case when m.channel = 'amplitude' then m.ssim end) as amp_ssim,
                avg(case when m.channel = 'amplitude' then m.psnr end) as amp_psnr,
@@ -69,8 +70,15 @@ def render_run_summary(summary: "RunSummary") -> Group:
         for sid, stage, err in summary.failures:
             fail.add_row(sid, stage or "", err)
         parts.append(fail)
-    overview = metrics_overview(open_run(summary.run_dir))
-    parts.append(arrow_to_rich(overview, title="stitched reconstruction vs truth (mean over replicates)"))
+    run = open_run(summary.run_dir)
+    parts.append(arrow_to_rich(metrics_overview(run), title="stitched reconstruction vs truth (mean over replicates)"))
+    parity = run.sql(
+        "select backend_a || ' vs ' || backend_b || case when relative_sign_b = -1 then ' (sign -1)' else '' end"
+        " as pair, gridsize, nphotons, forward_parity_ok as fwd_ok,"
+        " greatest(fwd_obj_max_rel_ab, fwd_obj_max_rel_ba) as fwd_obj_rel, delta_amp_ssim,"
+        " stitched_amp_ssim as a_vs_b_ssim, intensity_scale_ratio from parity order by all")
+    if parity.num_rows:
+        parts.append(arrow_to_rich(parity, title="backend parity (table `parity`)"))
     return Group(*parts)
 
 
