@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ptycho_dist.results import Results
+from ptycho_dist.storage.tables import STAGES
 from ptycho_dist.results import open as open_run
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def render_status(run: Results) -> Group:
     finished = "finished" if info.get("finished_at") else "running or interrupted"
     head = Text(f"{run.run_dir}: {n_total} scenarios; recorded: {done}; pending: {n_total - len(rows)} ({finished})")
     stages = Table("stage", "scenarios using it", "computed in the run that recorded them", "cache hits", title="stages")
-    for stage in _STAGES:
+    for stage in STAGES:
         used = [r for r in rows if r[f"key_{stage}"] is not None and r[f"cached_{stage}"] is not None]
         if used:
             hits = sum(1 for r in used if r[f"cached_{stage}"])
