@@ -11,18 +11,25 @@ Records (``patterns_per_s``, greater is better):
   ``scipy.fft.fft2`` (+ ``np.abs``) of the same, precomputed exit waves (the best of a
   measurement before and one after the simulations);
 * ``patterns_per_s_noise_free``: the same simulation without the Poisson draw vs the same
-  baseline, which shows how much of the time the (exact) Poisson sampling takes.
+  baseline, which shows how much of the time the (exact) Poisson sampling takes;
+* ``poisson_draws_per_s``: the exact Poisson draws alone (:func:`~ptycho_dist.physics.simulate.
+  apply_dose` on precomputed intensities, every core) vs the same baseline. When this ratio is
+  below 1, drawing the noise alone costs more than the FFT, and the full simulation cannot reach
+  half the FFT-only throughput whatever the rest costs (it does at least an FFT plus the draws).
 
 ``quick=True`` uses a 16 x 16 grid (256 patterns) and one repeat, for tests.
 """
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.fft as sfft
 
 from ptycho_dist.bench import BenchRecord, ratio_record, throughput
 from ptycho_dist.physics import (
+    apply_dose,
     disk_probe,
     extract_patches,
     grid_scan,
@@ -65,12 +72,24 @@ def run(*, quick: bool = False) -> list[BenchRecord]:
     def fft_only() -> object:
         return np.abs(sfft.fft2(psi, workers=-1))
 
+    intensity = simulate_patterns(obj, probe, positions, nphotons=NPHOTONS, noise=False,
+                                  workers=-1).counts
+    threads = os.cpu_count() or 1
+
+    def draws_only() -> object:
+        counts = intensity.copy()  # a memcpy, negligible next to the draws
+        apply_dose(counts, 1.0, noise=True, rng=1, workers=threads)
+        return counts
+
     first = throughput(fft_only, count, repeats=repeats)
     full_rate = throughput(full, count, repeats=repeats)
     noise_free_rate = throughput(noise_free, count, repeats=repeats)
+    draws_rate = throughput(draws_only, count, repeats=repeats)
     baseline = max(first, throughput(fft_only, count, repeats=repeats))  # best of before/after
     return [
         ratio_record("simulate", "patterns_per_s", full_rate, "patterns/s", "fft_only", baseline),
         ratio_record("simulate", "patterns_per_s_noise_free", noise_free_rate, "patterns/s",
                      "fft_only", baseline),
+        ratio_record("simulate", "poisson_draws_per_s", draws_rate, "patterns/s", "fft_only",
+                     baseline),
     ]

@@ -42,12 +42,13 @@ from ptycho_dist.physics.probes import (
     zone_plate_probe,
 )
 from ptycho_dist.physics.scans import check_scan_fits, fermat_scan, grid_scan, random_scan, scan_box
-from ptycho_dist.physics.simulate import SimResult, simulate_patterns
+from ptycho_dist.physics.simulate import SimResult, apply_dose, simulate_patterns
 
 __all__ = [
     "DEFAULT_PROBE_SCALE",
     "INTERPOLATIONS",
     "SimResult",
+    "apply_dose",
     "canvas_requirement",
     "check_scan_fits",
     "disk_probe",

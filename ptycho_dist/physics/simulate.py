@@ -36,7 +36,7 @@ from ptycho_dist.physics.forward import (
 )
 from ptycho_dist.physics.scans import check_scan_fits
 
-__all__ = ["SimResult", "simulate_patterns", "RNG_BLOCK"]
+__all__ = ["SimResult", "simulate_patterns", "apply_dose", "RNG_BLOCK"]
 
 #: patterns per independent Poisson stream (fixed, so results do not depend on batching)
 RNG_BLOCK = 64
@@ -166,14 +166,28 @@ def simulate_patterns(obj: np.ndarray, probe: np.ndarray, positions: np.ndarray,
 
     _thread_map(forward, _spans(k, int(batch_size)), threads)
     scale = scale_from_mean_energy(float(energy.mean()), nphotons=photons)
-    _apply_dose(counts, scale * scale, noise=noise, rng=rng, workers=threads)
+    apply_dose(counts, scale * scale, noise=noise, rng=rng, workers=threads)
     mean_total = float(counts.sum(axis=(1, 2), dtype=np.float64).mean())
     return SimResult(counts, scale, truth, mean_total, photons, bool(noise))
 
 
-def _apply_dose(counts: np.ndarray, s2: float, *, noise: bool,
-                rng: np.random.Generator | int | None, workers: int) -> None:
-    """Replace intensities in ``counts`` (in place) by Poisson(s2 * I) or s2 * I."""
+def apply_dose(counts: np.ndarray, s2: float, *, noise: bool,
+               rng: np.random.Generator | int | None, workers: int = 1) -> None:
+    """Replace intensities in ``counts`` (in place) by Poisson(s2 * I) or s2 * I.
+
+    Parameters
+    ----------
+    counts : ndarray, float32, shape (k, N, N)
+        Far-field intensities ``I`` on entry; counts on return.
+    s2 : float
+        Squared intensity scale ``s^2``.
+    noise : bool
+        Exact Poisson draws (numpy ``Generator.poisson``) or the expected counts.
+    rng : Generator, int or None
+        Random source; patterns ``[64 b, 64 b + 64)`` use the ``b``-th spawned stream.
+    workers : int
+        Threads (already resolved, >= 1).
+    """
     if not noise:
         counts *= np.float32(s2)
         return
