@@ -3,12 +3,14 @@ weights in two backends, and agreement of two separately trained arms."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ptycho_dist.errors import EvaluationError
 from ptycho_dist.evaluation.metrics import channel_metrics
 
-__all__ = ["max_differences", "patch_variance_ratio", "stitched_agreement"]
+__all__ = ["max_differences", "patch_variance_ratio", "stitched_agreement", "seed_spread_tolerance"]
 
 
 def max_differences(reference: np.ndarray, other: np.ndarray) -> tuple[float, float]:
@@ -61,3 +63,52 @@ def stitched_agreement(canvas_a: np.ndarray, canvas_b: np.ndarray) -> dict[str, 
     phase = channel_metrics(np.angle(a), np.angle(b), mask, channel="phase")
     return {"stitched_amp_mae": float(amp["mae"]), "stitched_amp_ssim": float(amp["ssim"]),
             "stitched_phase_mae": float(phase["mae"])}
+
+
+def seed_spread_tolerance(ssim_a: Sequence[float], ssim_b: Sequence[float], *,
+                          k: float = 3.0) -> dict[str, float]:
+    """Tolerance on the SSIM difference of two separately trained arms, from their seed spread.
+
+    Each arm is trained with several training seeds on the same data. Within an arm the metric
+    varies from seed to seed with sample standard deviation ``sigma`` (ddof = 1). The difference
+    of one run of ``a`` and one run of ``b`` then has standard deviation
+    ``sqrt(sigma_a^2 + sigma_b^2)`` if the backends are equivalent, and
+
+        tolerance = k * sqrt(sigma_a^2 + sigma_b^2)
+
+    bounds the single-pair difference ``|ssim_a[i] - ssim_b[i]|`` except with small probability
+    (k = 3: about 0.3 % for normal spread). A systematic backend offset shows up separately in
+    ``z = mean_delta / sqrt(sigma_a^2 / n_a + sigma_b^2 / n_b)``.
+
+    Parameters
+    ----------
+    ssim_a, ssim_b : sequence of float, lengths n_a, n_b >= 2
+        The metric of each training seed of arm a and of arm b (finite values).
+    k : float
+        Number of standard deviations, > 0.
+
+    Returns
+    -------
+    dict of str to float
+        ``n_a, n_b, mean_a, mean_b, std_a, std_b, tolerance, mean_delta, mean_delta_se, z``.
+
+    Raises
+    ------
+    EvaluationError
+        Fewer than two finite values in an arm, or ``k <= 0``.
+    """
+    a = np.asarray(ssim_a, dtype=np.float64)
+    b = np.asarray(ssim_b, dtype=np.float64)
+    if not (np.isfinite(k) and k > 0):
+        raise EvaluationError(f"k must be finite and > 0, got {k!r}")
+    for name, v in (("ssim_a", a), ("ssim_b", b)):
+        if v.ndim != 1 or v.size < 2 or not np.all(np.isfinite(v)):
+            raise EvaluationError(
+                f"{name}: the seed spread needs >= 2 finite values (one per training seed), got {v.tolist()!r}")
+    sa, sb = float(a.std(ddof=1)), float(b.std(ddof=1))
+    delta = float(a.mean() - b.mean())
+    se = float(np.sqrt(sa**2 / a.size + sb**2 / b.size))
+    return {"n_a": float(a.size), "n_b": float(b.size), "mean_a": float(a.mean()),
+            "mean_b": float(b.mean()), "std_a": sa, "std_b": sb,
+            "tolerance": float(k * np.hypot(sa, sb)), "mean_delta": delta, "mean_delta_se": se,
+            "z": delta / se if se > 0 else float("nan")}

@@ -17,7 +17,7 @@ from ptycho_dist.pipeline.base import StageContext, StageResult, register_stage
 from ptycho_dist.pipeline.model_stages import run_inference
 from ptycho_dist.storage.arrays import NamedArray
 from ptycho_dist.storage.bundles import read_bundle
-from ptycho_dist.study import Scenario, ScenarioKeys, pair_keys
+from ptycho_dist.study import Scenario, ScenarioKeys, pair_keys, seed_cell
 
 __all__ = ["FORWARD_PARITY_TOLERANCE"]
 
@@ -69,7 +69,8 @@ def parity_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageRes
     row: dict[str, Any] = {"pair_id": pk.pair_id, "scenario_a": keys.scenario, "scenario_b": kb.scenario,
                            "backend_a": s.model.backend, "backend_b": b.model.backend,
                            "relative_sign_a": s.model.relative_sign, "relative_sign_b": b.model.relative_sign,
-                           "gridsize": s.grouping.gridsize, "nphotons": s.dose.nphotons}
+                           "gridsize": s.grouping.gridsize, "nphotons": s.dose.nphotons,
+                           "training_seed": s.training.seed, "seed_cell": seed_cell(s)}
     row |= _forward(ctx, keys.infer, pk.transplant_ab, "ab") | _forward(ctx, kb.infer, pk.transplant_ba, "ba")
     worst = max(row["fwd_obj_max_rel_ab"], row["fwd_amp_max_rel_ab"], row["fwd_obj_max_rel_ba"], row["fwd_amp_max_rel_ba"])
     row["forward_parity_ok"] = bool(worst <= FORWARD_PARITY_TOLERANCE)

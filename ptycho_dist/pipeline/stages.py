@@ -26,7 +26,8 @@ def make_object(s: Scenario, rng: np.random.Generator) -> np.ndarray:
     o = s.object
     shape = (o.size, o.size)
     if o.kind == "lines":
-        return physics.lines_object(shape, n_lines=o.n_lines, amplitude_range=o.amplitude_range,
+        return physics.lines_object(shape, n_lines=o.n_lines, widths=o.line_widths,
+                                    amplitude_range=o.amplitude_range,
                                     phase_range=o.phase_range, rng=rng)
     if o.kind == "grf":
         return physics.gaussian_random_field_object(shape, correlation_length=o.correlation_length,

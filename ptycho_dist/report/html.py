@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from ptycho_dist.report.summary import parity_overview, training_parity  # noqa: E402
 from ptycho_dist.results import Results  # noqa: E402
 from ptycho_dist.storage.files import write_text_atomic  # noqa: E402
 
@@ -131,6 +132,13 @@ def write_report(run: Results) -> str:
     diag = run.sql(f"""select d.name, min(d.value) as min, avg(d.value) as mean, max(d.value) as max
         from diagnostics d where d.name in ({names}) group by 1 order by 1""")
     failed = run.sql("select scenario_id, status, failed_stage, error from scenarios where status <> 'ok'")
+    parity, seeds = parity_overview(run), training_parity(run)
+    parity_html = "" if not parity.num_rows else f"""<h2>Backend parity</h2><p>fwd_ok: the two backends run
+with the same (transplanted) weights agree to the forward-parity tolerance. delta_amp_ssim: stitched amplitude
+SSIM vs truth of arm a minus arm b, each trained separately.</p>{_html_table(parity)}""" + (
+        "" if not seeds.num_rows else f"""<h3>Training parity vs seed spread</h3><p>tolerance = 3 sqrt(std_a^2 +
+std_b^2), the SSIM standard deviations over training seeds within each arm; z tests a systematic offset of the
+mean delta.</p>{_html_table(seeds)}""")
     body = f"""<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec['name'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;font-size:12px}}
 td,th{{border:1px solid #ccc;padding:2px 6px}} th{{background:#eee}}</style></head><body>
@@ -143,6 +151,7 @@ git {html.escape(str(info.get('git_revision')))}</p>{_html_table(status)}
 canvas_fixed_energy_share &lt; 1 (the share of the energy the older fixed-size canvas would keep); a
 washed-out model as patch_amp_var_ratio far below 1; a lost intensity scale as pred_to_measured_counts
 far from 1.</p>{_html_table(diag)}
+{parity_html}
 <h2>Failures</h2>{_html_table(failed) if failed.num_rows else '<p>None.</p>'}
 <h2>Study</h2><pre>{html.escape(json.dumps(info['spec']['study'], indent=1))}</pre>
 </body></html>"""

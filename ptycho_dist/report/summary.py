@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from ptycho_dist.evaluation.parity import seed_spread_tolerance
 from ptycho_dist.results import Results
 from ptycho_dist.storage.tables import STAGES
 from ptycho_dist.results import open as open_run
@@ -19,7 +20,8 @@ from ptycho_dist.results import open as open_run
 if TYPE_CHECKING:
     from ptycho_dist.orchestration.driver import RunSummary
 
-__all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich"]
+__all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich",
+           "parity_overview", "training_parity"]
 
 _STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
 
@@ -53,6 +55,47 @@ def metrics_overview(run: Results) -> pa.Table:
     )
 
 
+def parity_overview(run: Results) -> pa.Table:
+    """One line per parity pair: forward parity, training-parity SSIM delta, agreement of the two."""
+    return run.sql(
+        "select backend_a || ' vs ' || backend_b || case when relative_sign_b = -1 then ' (sign -1)' else '' end"
+        " as pair, gridsize, nphotons, training_seed as seed, forward_parity_ok as fwd_ok,"
+        " greatest(fwd_obj_max_rel_ab, fwd_obj_max_rel_ba) as fwd_obj_rel, delta_amp_ssim,"
+        " stitched_amp_ssim as a_vs_b_ssim, intensity_scale_ratio from parity order by all")
+
+
+def training_parity(run: Results, *, k: float = 3.0) -> pa.Table:
+    """Separately trained arms vs their seed spread, per cell of pairs that differ only in training seed.
+
+    For each (cell, backend pair, signs) with >= 2 training seeds: the per-seed stitched amplitude
+    SSIM of each arm, :func:`~ptycho_dist.evaluation.parity.seed_spread_tolerance`, the largest
+    single-pair ``|delta_amp_ssim|`` and whether it is within the tolerance. Empty without such cells.
+    """
+    rows = run.sql(
+        "select seed_cell, backend_a || ' vs ' || backend_b || case when relative_sign_b = -1"
+        " then ' (sign -1)' else '' end as pair, gridsize, nphotons, training_seed, amp_ssim_a, amp_ssim_b"
+        " from parity where seed_cell is not null order by all").to_pylist()
+    cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        cells.setdefault((r["seed_cell"], r["pair"], r["gridsize"], r["nphotons"]), []).append(r)
+    out: list[dict[str, Any]] = []
+    for (_, pair, gridsize, nphotons), group in cells.items():
+        a = [r["amp_ssim_a"] for r in group if r["amp_ssim_a"] is not None]
+        b = [r["amp_ssim_b"] for r in group if r["amp_ssim_b"] is not None]
+        if len(group) < 2 or len(a) != len(group) or len(b) != len(group):
+            continue
+        tol = seed_spread_tolerance(a, b, k=k)
+        worst = max(abs(x - y) for x, y in zip(a, b, strict=True))
+        out.append({"pair": pair, "gridsize": gridsize, "nphotons": nphotons, "seeds": len(group),
+                    "ssim_a_mean": tol["mean_a"], "ssim_b_mean": tol["mean_b"], "ssim_a_std": tol["std_a"],
+                    "ssim_b_std": tol["std_b"], "tolerance": tol["tolerance"], "max_abs_delta": worst,
+                    "within_tolerance": worst <= tol["tolerance"], "mean_delta": tol["mean_delta"],
+                    "z": tol["z"]})
+    names = ["pair", "gridsize", "nphotons", "seeds", "ssim_a_mean", "ssim_b_mean", "ssim_a_std", "ssim_b_std",
+             "tolerance", "max_abs_delta", "within_tolerance", "mean_delta", "z"]
+    return pa.Table.from_pylist(out) if out else pa.table({n: [] for n in names})
+
+
 def render_run_summary(summary: "RunSummary") -> Group:
     """Scenarios ok/failed, stages run/cached, wall time, and the metrics overview."""
     status = ", ".join(f"{n} {s}" for s, n in sorted(summary.status.items()))
@@ -73,13 +116,12 @@ def render_run_summary(summary: "RunSummary") -> Group:
         parts.append(fail)
     run = open_run(summary.run_dir)
     parts.append(arrow_to_rich(metrics_overview(run), title="stitched reconstruction vs truth (mean over replicates)"))
-    parity = run.sql(
-        "select backend_a || ' vs ' || backend_b || case when relative_sign_b = -1 then ' (sign -1)' else '' end"
-        " as pair, gridsize, nphotons, forward_parity_ok as fwd_ok,"
-        " greatest(fwd_obj_max_rel_ab, fwd_obj_max_rel_ba) as fwd_obj_rel, delta_amp_ssim,"
-        " stitched_amp_ssim as a_vs_b_ssim, intensity_scale_ratio from parity order by all")
+    parity = parity_overview(run)
     if parity.num_rows:
         parts.append(arrow_to_rich(parity, title="backend parity (table `parity`)"))
+    seeds = training_parity(run)
+    if seeds.num_rows:
+        parts.append(arrow_to_rich(seeds, title="training parity: |delta amp SSIM| vs 3 x seed spread"))
     return Group(*parts)
 
 

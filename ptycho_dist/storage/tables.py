@@ -36,7 +36,7 @@ __all__ = [
     "PAIR_TABLES",
 ]
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
 
 
@@ -103,7 +103,8 @@ _HISTORY_COLUMNS = [
 _PARITY_COLUMNS = (
     [("pair_id", pa.string()), ("scenario_a", pa.string()), ("scenario_b", pa.string()),
      ("backend_a", pa.string()), ("backend_b", pa.string()), ("relative_sign_a", pa.int64()),
-     ("relative_sign_b", pa.int64()), ("gridsize", pa.int64()), ("nphotons", pa.float64())]
+     ("relative_sign_b", pa.int64()), ("gridsize", pa.int64()), ("nphotons", pa.float64()),
+     ("training_seed", pa.int64()), ("seed_cell", pa.string())]
     + [(f"fwd_{what}_max_{kind}_{d}", pa.float64()) for d in ("ab", "ba") for what in ("obj", "amp")
        for kind in ("abs", "rel")]
     + [("forward_parity_ok", pa.bool_()), ("forward_parity_tolerance", pa.float64()),

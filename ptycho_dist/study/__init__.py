@@ -10,6 +10,7 @@ from ptycho_dist.study.keys import (
     PairKeys,
     pair_keys,
     pair_signature,
+    seed_cell,
     ScenarioKeys,
     canonical_json,
     derive_seed,
@@ -34,7 +35,7 @@ from ptycho_dist.study.spec import (
 from ptycho_dist.study.study import Axis, Study, StudyFile, StudyMeta, axis_paths, parse_study, study_from_dict
 
 __all__ = [
-    "STAGE_VERSIONS", "PairKeys", "pair_keys", "pair_signature", "ScenarioKeys", "canonical_json", "derive_seed", "scenario_id", "scenario_keys",
+    "STAGE_VERSIONS", "PairKeys", "pair_keys", "pair_signature", "seed_cell", "ScenarioKeys", "canonical_json", "derive_seed", "scenario_id", "scenario_keys",
     "stage_key", "study_json_schema", "DoseSpec", "EvaluationSpec", "GroupingSpec", "ModelSpec",
     "ObjectSpec", "ProbeSpec", "ResourcesSpec", "Scenario", "ScanSpec", "StitchSpec", "TrainingSpec",
     "Axis", "Study", "StudyFile", "StudyMeta", "axis_paths", "parse_study", "study_from_dict",

@@ -28,6 +28,7 @@ __all__ = [
     "PairKeys",
     "pair_signature",
     "pair_keys",
+    "seed_cell",
 ]
 
 #: Bump a stage's version when its algorithm changes, so stored outputs are not reused.
@@ -139,6 +140,20 @@ def pair_signature(s: Scenario) -> str | None:
     data["model"] = {k: v for k, v in data["model"].items() if k not in ("backend", "relative_sign")}
     data.pop("resources")
     return canonical_json(data)
+
+
+def seed_cell(s: Scenario) -> str | None:
+    """What model arms that differ only in ``training.seed`` (and backend/sign) share; 16 hex digits.
+
+    Pairs of one cell are the same comparison repeated with other training seeds on the same data,
+    so the spread within a cell measures seed noise (None for the oracle arm).
+    """
+    signature = pair_signature(s)
+    if signature is None:
+        return None
+    data = json.loads(signature)
+    data["training"].pop("seed")
+    return hashlib.sha256(canonical_json(data).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ round-trip through JSON: ``Scenario.from_dict(s.to_dict()) == s``.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -64,6 +65,8 @@ class ObjectSpec(SpecModel):
     """(low, high) of the object phase in radians."""
     n_lines: int = Field(400, ge=1)
     """Number of line segments (``lines``)."""
+    line_widths: tuple[float, ...] = Field((0.5, 1.0, 2.0), min_length=1)
+    """Gaussian blur widths in pixels among which the segments are split evenly (``lines``)."""
     correlation_length: float = Field(8.0, gt=0)
     """Correlation length in pixels (``grf``)."""
     n_spokes: int = Field(32, ge=2)
@@ -77,6 +80,8 @@ class ObjectSpec(SpecModel):
         _ordered(self.phase_range, "phase_range")
         if self.amplitude_range[0] < 0:
             raise ValueError(f"amplitude_range must be non-negative, got {list(self.amplitude_range)}")
+        if not all(w > 0 and math.isfinite(w) for w in self.line_widths):
+            raise ValueError(f"line_widths must all be finite and > 0, got {list(self.line_widths)}")
         if (self.kind == "file") != (self.path is not None):
             raise ValueError("path is required when kind = 'file' and only then")
         return self
@@ -201,6 +206,9 @@ class TrainingSpec(SpecModel):
     """Share of groups held out for validation."""
     n_train: int | None = Field(None, ge=1)
     """Number of groups used for training (training-set size); None uses all."""
+    seed: int = Field(0, ge=0)
+    """Training-seed index: another value draws other initial weights, validation split and
+    shuffling on the same simulated and grouped data (an axis over it measures seed spread)."""
 
 
 class StitchSpec(SpecModel):

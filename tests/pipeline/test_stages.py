@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ptycho_dist.errors import SpecError
 from ptycho_dist.pipeline import StageContext, execute_stage, run_scenario_inline
 from ptycho_dist.pipeline import model_stages
 from ptycho_dist.storage.bundles import read_bundle
@@ -109,3 +110,20 @@ def test_huge_learning_rate_is_a_diverged_outcome(tmp_path: Path) -> None:
     assert train.stage == "train" and train.status == "diverged", train.error
     assert isinstance(train.info["diverged_epoch"], int)
     assert any(r["nonfinite"] for r in train.rows["history"])
+
+
+def test_line_widths_reach_the_lines_object() -> None:
+    from ptycho_dist.physics import lines_object
+    from ptycho_dist.pipeline.stages import make_object
+
+    wide = parse_study("[base.object]\nsize = 64\nn_lines = 20\nline_widths = [4.0]\n", source="t").scenarios[0]
+    got = make_object(wide, np.random.default_rng(3))
+    want = lines_object((64, 64), n_lines=20, widths=(4.0,), rng=np.random.default_rng(3))
+    np.testing.assert_array_equal(got, want)
+    default = parse_study("[base.object]\nsize = 64\nn_lines = 20\n", source="t").scenarios[0]
+    assert not np.array_equal(make_object(default, np.random.default_rng(3)), got)
+
+
+def test_line_widths_must_be_positive() -> None:
+    with pytest.raises(SpecError, match=r"t\.toml: base\.object: .*line_widths must all be finite and > 0"):
+        parse_study("[base.object]\nline_widths = [1.0, -2.0]\n", source="t.toml")
