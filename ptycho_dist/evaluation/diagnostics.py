@@ -10,7 +10,9 @@
   positions shows a share well below 1.
 * :func:`patch_statistics`: per-patch mean and zero-mean variance of the amplitude, averaged over
   patches, for prediction and truth, and their ratios (a constant amplitude bias or a collapse to
-  flat patches shows here).
+  flat patches shows here), and the mean per-patch correlation of the zero-mean amplitudes
+  (``patch_amp_structure_r``): near 0 when a model reproduces each patch's mean amplitude but none of
+  its structure, which a stitched SSIM or MAE alone does not tell apart from a poor fit.
 """
 
 from __future__ import annotations
@@ -107,7 +109,11 @@ def patch_statistics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     -------
     dict
         ``patch_amp_mean_pred, patch_amp_mean_truth, patch_amp_mean_ratio, patch_amp_var_pred,
-        patch_amp_var_truth, patch_amp_var_ratio`` (ratio = pred / truth; NaN if truth is 0).
+        patch_amp_var_truth, patch_amp_var_ratio`` (ratio = pred / truth; NaN if truth is 0), and
+        ``patch_amp_structure_r``: the Pearson correlation of predicted and true amplitude within each
+        patch, averaged over the patches where both vary (NaN if none does). It is invariant to a
+        per-patch offset and gain, so it measures structure only: 1 for a perfect (or linearly
+        rescaled) patch, about 0 for patches that get the mean right and the structure wrong.
     """
     p, t = (np.abs(np.asarray(a)).astype(np.float64) for a in (pred, truth))
     if p.shape != t.shape or p.ndim < 3:
@@ -120,4 +126,19 @@ def patch_statistics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         out[f"patch_amp_{stat}_pred"] = vp
         out[f"patch_amp_{stat}_truth"] = vt
         out[f"patch_amp_{stat}_ratio"] = vp / vt if vt != 0 else float("nan")
+    out["patch_amp_structure_r"] = _mean_patch_correlation(p, t)
     return out
+
+
+def _mean_patch_correlation(p: np.ndarray, t: np.ndarray) -> float:
+    """Mean over rows of the Pearson r of ``p[k]`` and ``t[k]`` (float64, shape (k, m)).
+
+    Rows where either side is constant (spread below 1e-9 of its RMS value, rounding) are left out;
+    NaN if every row is.
+    """
+    dp, dt = p - p.mean(axis=1, keepdims=True), t - t.mean(axis=1, keepdims=True)
+    sp, st = np.sqrt((dp * dp).sum(axis=1)), np.sqrt((dt * dt).sum(axis=1))
+    ok = (sp > 1e-9 * np.sqrt((p * p).sum(axis=1))) & (st > 1e-9 * np.sqrt((t * t).sum(axis=1)))
+    if not ok.any():
+        return float("nan")
+    return float(np.mean((dp[ok] * dt[ok]).sum(axis=1) / (sp[ok] * st[ok])))

@@ -112,7 +112,7 @@ def _gallery(run: Results, limit: int = _GALLERY) -> str:
 
 _DIAG_NAMES = ("n_distinct_positions", "n_distinct_offsets", "coverage_share", "canvas_fixed_energy_share",
                "probe_normalization_factor", "mean_total_counts", "groups_achieved", "pred_to_measured_counts",
-               "patch_amp_var_ratio", "train_norm_factor", "infer_norm_factor")
+               "patch_amp_var_ratio", "patch_amp_structure_r", "train_norm_factor", "infer_norm_factor")
 
 
 def write_report(run: Results) -> str:
@@ -149,7 +149,8 @@ git {html.escape(str(info.get('git_revision')))}</p>{_html_table(status)}
 <h2>Reconstructions</h2>{_gallery(run)}
 <h2>Diagnostics</h2><p>A collapse of offsets shows as n_distinct_positions = 1; a clipping canvas as
 canvas_fixed_energy_share &lt; 1 (the share of the energy the older fixed-size canvas would keep); a
-washed-out model as patch_amp_var_ratio far below 1; a lost intensity scale as pred_to_measured_counts
+washed-out model as patch_amp_var_ratio far below 1; a model that learned each patch's mean amplitude but
+not its structure as patch_amp_structure_r near 0 (1: the true structure); a lost intensity scale as pred_to_measured_counts
 far from 1.</p>{_html_table(diag)}
 {parity_html}
 <h2>Failures</h2>{_html_table(failed) if failed.num_rows else '<p>None.</p>'}

@@ -59,6 +59,24 @@ def test_patch_statistics_ratios():
     assert out["patch_amp_var_truth"] == pytest.approx(0.125)
     assert out["patch_amp_mean_ratio"] == pytest.approx(3.0)
     assert out["patch_amp_var_ratio"] == pytest.approx(9.0)
+    # only patch 0 varies; a gain of 3 keeps its structure: r = 1
+    assert out["patch_amp_structure_r"] == pytest.approx(1.0)
+
+
+def test_patch_structure_r_tells_structure_from_mean(rng):
+    truth = (0.5 + 0.5 * rng.random((50, 16, 16))).astype(np.complex64)
+    means = np.abs(truth).mean(axis=(1, 2), keepdims=True)
+    # right mean, unrelated structure (another random texture): r about 0
+    flat = means + 0.1 * (rng.random((50, 16, 16)) - 0.5)
+    assert abs(patch_statistics(flat, truth)["patch_amp_structure_r"]) < 0.05
+    # the structure with an offset, a gain and mild noise: r close to 1, whatever the means
+    rescaled = 2.0 + 0.3 * np.abs(truth) + 0.005 * rng.standard_normal(truth.shape)
+    assert patch_statistics(rescaled, truth)["patch_amp_structure_r"] > 0.95
+    # the twin (patch rotated by 180 degrees) shares the mean but not the structure
+    twin = np.abs(truth)[:, ::-1, ::-1]
+    assert abs(patch_statistics(twin, truth)["patch_amp_structure_r"]) < 0.1
+    # all-constant patches: undefined
+    assert np.isnan(patch_statistics(np.ones((3, 4, 4)), np.ones((3, 4, 4)))["patch_amp_structure_r"])
 
 
 def test_bad_positions_and_patches_raise():
