@@ -98,12 +98,17 @@ def coverage_share(covered: np.ndarray, expected: np.ndarray) -> float:
     return float(np.count_nonzero(covered & expected) / n_expected)
 
 
-def patch_statistics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+def patch_statistics(pred: np.ndarray, truth: np.ndarray, *,
+                     structure_crop: int | None = None) -> dict[str, float]:
     """Per-patch amplitude mean and zero-mean variance, averaged over patches, and ratios.
 
     Parameters
     ----------
     pred, truth : numpy.ndarray, complex (k, N, N) or (B, C, N, N), one shape
+    structure_crop : int or None
+        Side M of the central M x M square of each patch on which ``patch_amp_structure_r`` is
+        computed (the stitching crop: the pixels that reach the stitched object, well inside the
+        probe); None or M >= N uses the whole patch. Mean and variance always use the whole patch.
 
     Returns
     -------
@@ -119,6 +124,9 @@ def patch_statistics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     if p.shape != t.shape or p.ndim < 3:
         raise EvaluationError(f"pred and truth patches must share a (k, N, N) shape, got "
                               f"{p.shape} and {t.shape}")
+    if structure_crop is not None and (isinstance(structure_crop, bool) or structure_crop < 1):
+        raise EvaluationError(f"structure_crop must be None or an integer >= 1, got {structure_crop!r}")
+    centre = _central(p, structure_crop), _central(t, structure_crop)
     p, t = (a.reshape(-1, a.shape[-2] * a.shape[-1]) for a in (p, t))
     out: dict[str, float] = {}
     for stat, fn in (("mean", np.mean), ("var", np.var)):
@@ -126,8 +134,21 @@ def patch_statistics(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         out[f"patch_amp_{stat}_pred"] = vp
         out[f"patch_amp_{stat}_truth"] = vt
         out[f"patch_amp_{stat}_ratio"] = vp / vt if vt != 0 else float("nan")
-    out["patch_amp_structure_r"] = _mean_patch_correlation(p, t)
+    cp, ct = (a.reshape(-1, a.shape[-2] * a.shape[-1]) for a in centre)
+    out["patch_amp_structure_r"] = _mean_patch_correlation(cp, ct)
     return out
+
+
+def _central(a: np.ndarray, m: int | None) -> np.ndarray:
+    """The central ``m x m`` square of the last two axes, or ``a`` itself if ``m`` is None or >= n.
+
+    Starts at ``n // 2 - m // 2``, the rule of :func:`ptycho_dist.stitching.crop_bounds`.
+    """
+    n = a.shape[-1]
+    if m is None or m >= n:
+        return a
+    lo = n // 2 - m // 2
+    return a[..., lo:lo + m, lo:lo + m]
 
 
 def _mean_patch_correlation(p: np.ndarray, t: np.ndarray) -> float:

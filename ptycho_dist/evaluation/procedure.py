@@ -156,7 +156,7 @@ def evaluate_reconstruction(
     if pred_patches is not None and truth_patches is not None:
         rows += evaluate_patches(pred_patches, truth_patches, crop=patch_crop,
                                  constant_tolerance=constant_tolerance)
-        diag.update(diagnostics.patch_statistics(pred_patches, truth_patches))
+        diag.update(diagnostics.patch_statistics(pred_patches, truth_patches, structure_crop=stitched.crop))
     return EvaluationResult(rows, {k: float(bias[k]) for k in BIAS_KEYS}, diag, aligned, region)
 
 

@@ -75,6 +75,13 @@ def test_patch_structure_r_tells_structure_from_mean(rng):
     # the twin (patch rotated by 180 degrees) shares the mean but not the structure
     twin = np.abs(truth)[:, ::-1, ::-1]
     assert abs(patch_statistics(twin, truth)["patch_amp_structure_r"]) < 0.1
+    # structure_crop: only the central square counts; outside it anything goes
+    wrong_edges = np.abs(truth).copy()
+    wrong_edges[:, :4] = wrong_edges[:, -4:] = 0.0
+    assert patch_statistics(wrong_edges, truth, structure_crop=8)["patch_amp_structure_r"] == pytest.approx(1.0)
+    assert patch_statistics(wrong_edges, truth)["patch_amp_structure_r"] < 0.9
+    with pytest.raises(EvaluationError, match="structure_crop"):
+        patch_statistics(truth, truth, structure_crop=0)
     # all-constant patches: undefined
     assert np.isnan(patch_statistics(np.ones((3, 4, 4)), np.ones((3, 4, 4)))["patch_amp_structure_r"])
 
