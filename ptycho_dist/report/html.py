@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from ptycho_dist.report.summary import parity_overview, training_parity  # noqa: E402
+from ptycho_dist.report.summary import parity_overview, swept_columns, training_parity  # noqa: E402
 from ptycho_dist.results import Results  # noqa: E402
 from ptycho_dist.storage.files import write_text_atomic  # noqa: E402
 
@@ -46,12 +46,6 @@ def _html_table(table: pa.Table, *, limit: int = 200) -> str:
         rows.append(f"<tr>{cells}</tr>")
     more = f"<p>({table.num_rows - limit} more rows: use <code>ptycho-dist query</code>)</p>" if table.num_rows > limit else ""
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>{more}"
-
-
-def swept_columns(run: Results) -> list[str]:
-    """Scenario-table columns of the swept axes (in the study's axis order)."""
-    axes = run.study()["spec"]["axes"]
-    return [p.replace(".", "_") for a in axes for p in a["paths"]]
 
 
 def _quality_figure(run: Results, axes: Sequence[str]) -> str:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ptycho_dist.orchestration.driver import RunSummary
 
 __all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich",
-           "parity_overview", "training_parity"]
+           "parity_overview", "swept_columns", "training_parity"]
 
 _STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
 
@@ -35,20 +35,39 @@ def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str =
     return out
 
 
+#: scenario columns that metrics_overview always shows (the arm stands for backend and sign)
+_OVERVIEW_FIXED = ("model_backend", "model_relative_sign", "dose_nphotons", "grouping_gridsize", "scan_kind")
+
+
+def swept_columns(run: Results) -> list[str]:
+    """Scenario-table columns of the swept axes (in the study's axis order)."""
+    axes = run.study()["spec"]["axes"]
+    return [p.replace(".", "_") for a in axes for p in a["paths"]]
+
+
 def metrics_overview(run: Results) -> pa.Table:
-    """Stitched-object quality per swept parameter combination (mean over replicates)."""
+    """Stitched-object quality per swept parameter combination (mean over replicates).
+
+    The rows are the arm, dose, gridsize and scan kind, and every other swept axis of the study
+    (``training.epochs``, ``training.seed``, ...), so that arms the study tells apart are never
+    averaged together. ``structure_r`` is the diagnostic ``patch_amp_structure_r`` (model arms:
+    about 0 when only each patch's mean amplitude was learned, 1 for the true structure).
+    """
+    extra = "".join(f"s.{c}, " for c in swept_columns(run) if c not in _OVERVIEW_FIXED)
     return run.sql(
-        """
+        f"""
         select s.model_backend || case when s.model_relative_sign = -1 then ' (sign -1)' else '' end as arm,
                s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
-               s.scan_kind as scan, count(distinct s.scenario_id) as replicates,
+               s.scan_kind as scan, {extra}count(distinct s.scenario_id) as replicates,
                avg(case when m.channel = 'amplitude' then m.ssim end) as amp_ssim,
                avg(case when m.channel = 'amplitude' then m.psnr end) as amp_psnr,
                avg(case when m.channel = 'phase' then m.ssim end) as phase_ssim,
-               avg(b.ls_scale) as ls_scale
+               avg(b.ls_scale) as ls_scale,
+               avg(case when m.channel = 'amplitude' then d.value end) as structure_r
         from scenarios s
         join metrics m on m.scenario_id = s.scenario_id and m.target = 'stitched'
         left join bias b on b.scenario_id = s.scenario_id
+        left join diagnostics d on d.scenario_id = s.scenario_id and d.name = 'patch_amp_structure_r'
         where s.status = 'ok'
         group by all order by all
         """

@@ -15,6 +15,7 @@ import pytest
 from ptycho_dist.cli import main
 from ptycho_dist.orchestration.driver import RunOptions, run_study
 from ptycho_dist.orchestration.tasks import FaultInjection
+from ptycho_dist.report.summary import metrics_overview
 from ptycho_dist.results import open as open_run
 from ptycho_dist.storage.specs import load_study
 from ptycho_dist.study import parse_study
@@ -44,6 +45,12 @@ def test_run_then_rerun_recomputes_nothing(ray_session: object, tmp_path: Path) 
     assert per == [4] * 8  # stitched + patch targets x amplitude + phase
     ssim = run.sql("select min(ssim) as s from metrics where target='stitched' and channel='amplitude'")
     assert ssim.column("s")[0].as_py() > 0.9  # the oracle arm recovers the object
+    # the oracle's patches are the truth: structure_r = 1 in every scenario and in the overview
+    sr = run.sql("select min(value) as lo from diagnostics where name = 'patch_amp_structure_r'")
+    assert sr.column("lo")[0].as_py() == pytest.approx(1.0, abs=1e-6)
+    overview = metrics_overview(run).to_pylist()
+    assert len(overview) == 4 and all(r["replicates"] == 2 for r in overview)
+    assert all(r["structure_r"] == pytest.approx(1.0, abs=1e-6) for r in overview)
     before = _zarr_mtimes(first.run_dir)
     second = run_study(study, RunOptions(out=tmp_path / "runs", progress=False))
     assert sum(second.stages_run.values()) == 0 and second.already_done == 8

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from ptycho_dist.orchestration.driver import RunOptions, run_study
-from ptycho_dist.report.summary import training_parity
+from ptycho_dist.report.summary import metrics_overview, training_parity
 from ptycho_dist.results import open as open_run
 from ptycho_dist.study import parse_study
 
@@ -77,3 +77,8 @@ def test_parity_rows_and_a_flipped_sign_fails_loudly(ray_session: object, tmp_pa
     assert line["tolerance"] == pytest.approx(3 * float(np.hypot(np.std(a, ddof=1), np.std(b, ddof=1))))
     assert line["max_abs_delta"] == pytest.approx(max(abs(x - y) for x, y in zip(a, b)))
     assert line["within_tolerance"] == (line["max_abs_delta"] <= line["tolerance"])
+    # the terminal overview keeps swept axes apart: one row per (arm, seed), never seeds averaged
+    overview = metrics_overview(run).to_pylist()
+    assert sorted((r["arm"], r["training_seed"]) for r in overview) == [
+        ("tf", 0), ("tf", 1), ("tf (sign -1)", 0), ("torch", 0), ("torch", 1)]
+    assert all(r["replicates"] == 1 for r in overview)
