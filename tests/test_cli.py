@@ -55,3 +55,14 @@ def test_console_script_no_traceback(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"ptycho-dist validate: {spec}: base.grouping.gridsize: Input should be 1, 2 or 3, got 0"
+
+
+def test_query_csv_holds_list_columns() -> None:
+    import pyarrow as pa
+
+    from ptycho_dist.report.summary import format_table
+
+    table = pa.table({"gs": [1, 2], "widths": [[0.5, 1.0], None], "name": ["a", "b"]})
+    lines = format_table(table, "csv").splitlines()
+    assert lines[0] == '"gs","widths","name"'
+    assert lines[1] == '1,"[0.5, 1.0]","a"' and lines[2] == '2,,"b"'

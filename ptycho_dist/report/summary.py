@@ -173,11 +173,23 @@ def render_status(run: Results) -> Group:
     return Group(*parts)
 
 
+def _flat_for_csv(table: pa.Table) -> pa.Table:
+    """Nested columns (lists, structs, maps: e.g. ``object_line_widths``, ``list(...)`` in a query)
+    as JSON text, which CSV can hold; other columns unchanged."""
+    cols = []
+    for col in table.columns:
+        if pa.types.is_nested(col.type):
+            col = pa.array([None if v is None else json.dumps(v, default=str) for v in col.to_pylist()],
+                           type=pa.string())
+        cols.append(col)
+    return pa.table(cols, names=table.column_names)
+
+
 def format_table(table: pa.Table, fmt: str) -> str:
     """Render a query result as an aligned text table, CSV or JSON (records)."""
     if fmt == "csv":
         buf = io.BytesIO()
-        pacsv.write_csv(table, buf)
+        pacsv.write_csv(_flat_for_csv(table), buf)
         return buf.getvalue().decode()
     if fmt == "json":
         return json.dumps(table.to_pylist(), default=str, indent=1) + "\n"
