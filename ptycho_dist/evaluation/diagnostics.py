@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho_dist.errors import EvaluationError
-from ptycho_dist.stitching import StitchResult
+from ptycho_dist.stitching import StitchResult, crop_bounds
 
 __all__ = ["support_box", "distinct_positions", "position_summary", "expected_footprint",
            "coverage_share", "patch_statistics"]
@@ -140,15 +140,13 @@ def patch_statistics(pred: np.ndarray, truth: np.ndarray, *,
 
 
 def _central(a: np.ndarray, m: int | None) -> np.ndarray:
-    """The central ``m x m`` square of the last two axes, or ``a`` itself if ``m`` is None or >= n.
-
-    Starts at ``n // 2 - m // 2``, the rule of :func:`ptycho_dist.stitching.crop_bounds`.
-    """
+    """The central ``m x m`` square of the last two axes (the stitching crop, placed by
+    :func:`ptycho_dist.stitching.crop_bounds`), or ``a`` itself if ``m`` is None or >= n."""
     n = a.shape[-1]
     if m is None or m >= n:
         return a
-    lo = n // 2 - m // 2
-    return a[..., lo:lo + m, lo:lo + m]
+    lo, size = crop_bounds(n, m)
+    return a[..., lo:lo + size, lo:lo + size]
 
 
 def _mean_patch_correlation(p: np.ndarray, t: np.ndarray) -> float:
