@@ -15,6 +15,7 @@ __all__ = [
     "EvaluationError",
     "StorageError",
     "StageError",
+    "ModelError",
 ]
 
 
@@ -48,3 +49,8 @@ class StorageError(PtychoDistError, OSError):
 
 class StageError(PtychoDistError, RuntimeError):
     """A pipeline stage failed for a scientific or input reason (becomes a ``failed`` row)."""
+
+
+class ModelError(PtychoDistError, RuntimeError):
+    """A model or runtime condition: no CUDA device, data that do not fit the model, weights that do
+    not match its configuration."""

@@ -1,8 +1,9 @@
-"""Open a finished (or running) study: tables as Arrow, SQL through DuckDB, arrays by key.
+"""Open a finished (or running) study: tables as Arrow, SQL through DuckDB, stage outputs by key.
 
 >>> run = ptycho_dist.results.open("runs/quickstart")            # doctest: +SKIP
 >>> run.table("metrics").to_pandas()                               # doctest: +SKIP
 >>> run.sql("select status, count(*) from scenarios group by 1")   # doctest: +SKIP
+>>> run.output("stitch", key, Reconstruction).canvas               # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import builtins
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import pyarrow as pa
 
-from ptycho_dist.storage.arrays import StageGroup
+from ptycho_dist.storage.outputs import StageOutput
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import PAIR_TABLES, TABLES, table_schema
 
 __all__ = ["Results", "open"]
+
+T = TypeVar("T", bound=StageOutput)
 
 
 @dataclass(frozen=True)
@@ -72,9 +75,11 @@ class Results:
         finally:
             con.close()
 
-    def arrays(self, kind: str, key: str) -> StageGroup:
-        """A complete stage output (``sim``, ``group``, ``pred``, ``recon``) by key."""
-        return self.layout.arrays.read(kind, key)
+    def output(self, stage: str, key: str, cls: type[T]) -> T:
+        """The output of ``stage`` (a registry stage name: ``simulate``, ``stitch`` …) with ``key``
+        (the ``key_<stage>`` column of ``scenarios``) as its typed output class ``cls``
+        (:mod:`ptycho_dist.storage.outputs`: ``SimulatedData``, ``Reconstruction`` …)."""
+        return self.layout.outputs.read(stage, key, cls)
 
     def study(self) -> dict[str, Any]:
         """The recorded ``study.json``."""

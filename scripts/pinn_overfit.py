@@ -26,6 +26,7 @@ from ptycho_dist.models.torch.layers import far_field_amplitude
 from ptycho_dist.models.torch.losses import mae_amplitude, poisson_nll
 from ptycho_dist.models.torch.net import PinnNet
 from ptycho_dist.results import open as open_run
+from ptycho_dist.storage.outputs import SimulatedData
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,15 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     run = open_run(args.run_dir)
     keys = sorted(r["key_simulate"] for r in run.sql(
         "select distinct key_simulate from scenarios where key_simulate is not null").to_pylist())
-    keys = [key for key in keys if run.layout.arrays.is_complete("sim", key)]
+    keys = [key for key in keys if run.layout.outputs.is_complete("simulate", key)]
     if not keys:
         print(f"{args.run_dir}: no simulate output", file=sys.stderr)
         return 2
-    sim = run.layout.arrays.read("sim", keys[0])
-    counts = np.asarray(sim["counts"][: args.patterns], dtype=np.float32)
-    truth = np.asarray(sim["truth_patches"][: args.patterns])
-    probe = np.asarray(sim["probe"])
-    scale = float(sim.attrs["scale"])
+    sim = run.output("simulate", keys[0], SimulatedData)
+    counts = np.asarray(sim.counts[: args.patterns], dtype=np.float32)
+    truth = np.asarray(sim.truth_patches[: args.patterns])
+    probe = np.asarray(sim.probe)
+    scale = sim.scale
     n = probe.shape[-1]
     cfg = PinnConfig(n=n, gridsize=1, filters=tuple(args.filters), lr=args.lr, loss=args.loss)
     loss_fn = poisson_nll if args.loss == "poisson" else mae_amplitude

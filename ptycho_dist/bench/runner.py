@@ -16,15 +16,17 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import ray
 
 from ptycho_dist.bench import BenchRecord, ratio_record
+from ptycho_dist.errors import StageError
 from ptycho_dist.orchestration.cluster import connect
 from ptycho_dist.orchestration.driver import RunOptions, run_study
 from ptycho_dist.pipeline import StageContext, run_scenario_inline
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.study import Study, parse_study, scenario_keys
+from ptycho_dist.study import Scenario, Study, parse_study, scenario_id, scenario_keys
 
 __all__ = ["run", "tiny_study"]
 
@@ -53,17 +55,14 @@ def tiny_study(n: int) -> Study:
 
 
 @ray.remote(num_cpus=1, max_retries=0)
-def _scenario_task(run_dir: str, scenario: dict, keys: dict) -> int:  # type: ignore[type-arg]
-    from ptycho_dist.study import Scenario, ScenarioKeys
-
-    outcomes = run_scenario_inline(StageContext(Path(run_dir)), Scenario.from_dict(scenario),
-                                   ScenarioKeys.from_dict(keys))
+def _scenario_task(run_dir: str, scenario: dict[str, Any]) -> int:
+    outcomes = run_scenario_inline(StageContext(Path(run_dir)), Scenario.from_dict(scenario))
     return len(outcomes)
 
 
 def _prepare(study: Study, folder: Path) -> RunLayout:
     layout = RunLayout.for_study(folder, study.meta.name)
-    layout.initialize(study, scenario_ids=[scenario_keys(s).scenario for s in study.scenarios])
+    layout.initialize(study, scenario_ids=[scenario_id(s) for s in study.scenarios])
     return layout
 
 
@@ -71,14 +70,14 @@ def _plain_loop(study: Study, folder: Path) -> float:
     layout = _prepare(study, folder)
     t0 = time.perf_counter()
     for s in study.scenarios:
-        run_scenario_inline(StageContext(layout.root), s, scenario_keys(s))
+        run_scenario_inline(StageContext(layout.root), s)
     return time.perf_counter() - t0
 
 
 def _bare_ray(study: Study, folder: Path) -> float:
     layout = _prepare(study, folder)
     t0 = time.perf_counter()
-    refs = [_scenario_task.remote(str(layout.root), s.to_dict(), scenario_keys(s).as_dict()) for s in study.scenarios]
+    refs = [_scenario_task.remote(str(layout.root), s.to_dict()) for s in study.scenarios]
     ray.get(refs)
     return time.perf_counter() - t0
 
@@ -86,7 +85,8 @@ def _bare_ray(study: Study, folder: Path) -> float:
 def _runner(study: Study, folder: Path) -> float:
     t0 = time.perf_counter()
     summary = run_study(study, RunOptions(out=folder, progress=False))
-    assert summary.status["ok"] == len(study.scenarios), summary.to_dict()
+    if summary.status["ok"] != len(study.scenarios):
+        raise StageError(f"bench runner: expected {len(study.scenarios)} ok scenarios, got {summary.to_dict()}")
     return time.perf_counter() - t0
 
 

@@ -1,4 +1,4 @@
-"""A live progress display with one bar per stage (rich)."""
+"""A live progress display with one bar per stage of the registry (rich)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-__all__ = ["StageProgress"]
+from ptycho_dist.study.registry import STAGES
 
-_ORDER = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
+__all__ = ["StageProgress"]
 
 
 class StageProgress:
@@ -19,11 +19,11 @@ class StageProgress:
     def __init__(self, totals: Mapping[str, int], *, enabled: bool = True) -> None:
         self._enabled = enabled and bool(totals)
         self._progress = Progress(
-            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.description:<%d}" % max(map(len, STAGES))), BarColumn(), MofNCompleteColumn(),
             TextColumn("cached {task.fields[cached]}"), TimeElapsedColumn(),
             console=Console(stderr=True), transient=False, disable=not self._enabled,
         )
-        self._tasks = {s: self._progress.add_task(s, total=totals[s], cached=0) for s in _ORDER if totals.get(s)}
+        self._tasks = {s: self._progress.add_task(s, total=totals[s], cached=0) for s in STAGES if totals.get(s)}
         self._cached = dict.fromkeys(self._tasks, 0)
 
     def advance(self, stage: str, *, cached: bool) -> None:

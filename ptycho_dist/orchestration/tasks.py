@@ -10,14 +10,12 @@ from typing import Any
 
 import ray
 
-from ptycho_dist.errors import StageError
-from ptycho_dist.pipeline import STAGE_FUNCTIONS  # noqa: F401 - registers the stages
+from ptycho_dist.errors import ModelError
 from ptycho_dist.pipeline.base import StageContext, execute_stage
-from ptycho_dist.study import Scenario, ScenarioKeys
+from ptycho_dist.study import Scenario, StageTask, stage_def
 
-__all__ = ["FaultInjection", "run_stage_task", "run_stage_task_recycled", "remote_for", "task_options", "MODEL_STAGES"]
-
-MODEL_STAGES = ("train", "infer", "transplant")
+__all__ = ["FaultInjection", "run_stage_task", "run_stage_task_recycled", "remote_for", "task_options",
+           "task_arm"]
 
 
 @dataclass(frozen=True)
@@ -51,19 +49,13 @@ class FaultInjection:
         os._exit(1)  # a crash of the worker process: a system failure that Ray retries
 
 
-def _run_stage(run_dir: str, stage: str, scenario: dict[str, Any], keys: dict[str, Any], key: str,
-                   fault: FaultInjection | None = None,
-                   partner: tuple[dict[str, Any], dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Execute one stage in a Ray worker; returns the outcome as a plain dict.
-
-    ``partner`` (scenario, keys) is the other arm of a parity pair (transplant and parity stages).
-    """
+def _run_stage(run_dir: str, task: dict[str, Any], fault: FaultInjection | None = None) -> dict[str, Any]:
+    """Execute one stage task (:meth:`StageTask.to_dict`) in a Ray worker; the outcome as a plain dict."""
+    st = StageTask.from_dict(task)
     if fault is not None:
-        fault.maybe_kill(stage)
-    other = None if partner is None else (Scenario.from_dict(partner[0]), ScenarioKeys.from_dict(partner[1]))
-    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train, partner=other)
-    outcome = execute_stage(ctx, stage, Scenario.from_dict(scenario), ScenarioKeys.from_dict(keys), key)
-    return dataclasses.asdict(outcome)
+        fault.maybe_kill(st.stage)
+    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train)
+    return dataclasses.asdict(execute_stage(ctx, st))
 
 
 #: the stage task (Ray retries it after a system failure; stage errors come back as outcomes)
@@ -72,9 +64,14 @@ run_stage_task = ray.remote(max_retries=3, retry_exceptions=False)(_run_stage)
 run_stage_task_recycled = ray.remote(max_retries=3, retry_exceptions=False, max_calls=1)(_run_stage)
 
 
-def remote_for(stage: str, scenario: Scenario) -> Any:
-    """The remote function for ``stage`` of ``scenario`` (recycled workers for TF model stages)."""
-    if stage in MODEL_STAGES and scenario.model.backend == "tf":
+def task_arm(task: StageTask) -> Scenario:
+    """The arm whose backend worker pool and resources run ``task`` (the registry's ``runs_on``)."""
+    return task.arms[1] if stage_def(task.stage).runs_on == "b" else task.arms[0]
+
+
+def remote_for(task: StageTask) -> Any:
+    """The remote function for ``task`` (workers recycled after each TF model-stage task)."""
+    if stage_def(task.stage).resources == "model" and task_arm(task).model.backend == "tf":
         return run_stage_task_recycled
     return run_stage_task
 
@@ -82,23 +79,24 @@ def remote_for(stage: str, scenario: Scenario) -> Any:
 def _distributed_train(data: Any, config: Any, *, seed: int, num_workers: int, backend: str) -> Any:
     """Data-parallel training of one scenario with Ray Train (torch: TorchTrainer + RayDDPStrategy)."""
     if backend != "torch":
-        raise StageError(f"resources.train_workers > 1 is implemented for the torch backend only, not {backend!r}")
+        raise ModelError(f"resources.train_workers > 1 is implemented for the torch backend only, not {backend!r}")
     from ptycho_dist.orchestration.cluster import gpus_available
     from ptycho_dist.orchestration.ray_train import train_pinn_distributed
 
     return train_pinn_distributed(data, config, seed=seed, num_workers=num_workers, use_gpu=gpus_available())
 
 
-def task_options(stage: str, scenario: Scenario, *, has_gpu: bool) -> dict[str, Any]:
+def task_options(task: StageTask, *, has_gpu: bool) -> dict[str, Any]:
     """Ray options of a stage task: CPUs, GPUs for model stages, retries, a per-backend worker pool.
 
     Model stages of different backends get different ``runtime_env``s, so Ray keeps separate worker
     processes for them: TensorFlow and PyTorch never share a worker. TF workers are also recycled
     after each task (``max_calls=1``) to release GPU memory.
     """
+    scenario = task_arm(task)
     res = scenario.resources
     opts: dict[str, Any] = {"num_cpus": res.num_cpus, "max_retries": res.max_retries}
-    if stage in MODEL_STAGES:
+    if stage_def(task.stage).resources == "model":
         gpus = res.num_gpus if res.num_gpus is not None else (1.0 if has_gpu else 0.0)
         opts["num_gpus"] = gpus
         backend = scenario.model.backend
@@ -106,7 +104,7 @@ def task_options(stage: str, scenario: Scenario, *, has_gpu: bool) -> dict[str, 
         if backend == "tf":
             env["TF_CPP_MIN_LOG_LEVEL"] = "2"  # TF's start-up banners, not warnings of ours
         opts["runtime_env"] = {"env_vars": env}
-        if stage == "train" and res.train_workers > 1:
+        if task.stage == "train" and res.train_workers > 1:
             # the task only coordinates the Ray Train workers, which hold the CPUs/GPUs themselves
             opts.update(num_cpus=0, num_gpus=0)
     return opts

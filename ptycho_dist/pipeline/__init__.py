@@ -1,31 +1,34 @@
-"""Stage functions: (spec, inputs from storage) -> outputs to storage + rows. No Ray here.
+"""Stage functions: (task, inputs from storage) -> typed output to storage + rows. No Ray here.
 
-Importing this package registers the stages in :data:`STAGE_FUNCTIONS`.
+The registry (:mod:`ptycho_dist.study.registry`) names each stage's function; nothing registers
+itself on import.
 """
 
 from __future__ import annotations
 
-from ptycho_dist.pipeline import model_stages as _model_stages  # noqa: F401 - registers train/infer
-from ptycho_dist.pipeline import parity_stages as _parity_stages  # noqa: F401 - transplant/parity
-from ptycho_dist.pipeline import stages as _stages  # noqa: F401 - registers the oracle-arm stages
 from ptycho_dist.pipeline.base import (
-    STAGE_FUNCTIONS,
     StageContext,
     StageOutcome,
     StageResult,
     cached_outcome,
     execute_stage,
+    stage_function,
 )
+from ptycho_dist.study import Scenario
+from ptycho_dist.study.plan import scenario_tasks
 
-__all__ = ["STAGE_FUNCTIONS", "StageContext", "StageOutcome", "StageResult", "cached_outcome", "execute_stage",
+__all__ = ["StageContext", "StageOutcome", "StageResult", "cached_outcome", "execute_stage", "stage_function",
            "run_scenario_inline"]
 
 
-def run_scenario_inline(ctx: StageContext, scenario, keys) -> list[StageOutcome]:  # type: ignore[no-untyped-def]
-    """Run every stage of one scenario in this process, in order (no Ray; used by tests and benches)."""
+def run_scenario_inline(ctx: StageContext, scenario: Scenario) -> list[StageOutcome]:
+    """Run every stage of one scenario in this process, in order (no Ray; used by tests and benches).
+
+    Stops at the first stage that is not ``ok``.
+    """
     outcomes = []
-    for stage, key in keys.chain():
-        oc = execute_stage(ctx, stage, scenario, keys, key)
+    for task in scenario_tasks(scenario):
+        oc = execute_stage(ctx, task)
         outcomes.append(oc)
         if oc.status != "ok":
             break

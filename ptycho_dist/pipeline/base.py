@@ -1,55 +1,60 @@
 """Stage plumbing shared by every stage function (no Ray here).
 
-A stage function ``fn(ctx, scenario, keys) -> StageResult`` reads its inputs from storage, writes its
-output (arrays + attributes + completion marker) and returns its rows. :func:`execute_stage` adds the
-cache check, timing and error capture: an error of an input or scientific nature becomes a
-``failed`` outcome with its message and traceback, never an exception that would stop the study.
+A stage function ``fn(ctx, task) -> StageResult`` reads its inputs through ``ctx.read(task, role,
+OutputClass)``, computes with the pure layers and returns its typed output and rows. The registry
+(:mod:`ptycho_dist.study.registry`) names the function of each stage. :func:`execute_stage` adds the
+cache check, timing, error capture and the write: an error of an input or scientific nature becomes
+a ``failed`` outcome with its message and traceback, never an exception that would stop the study;
+a failed stage stores nothing, so nothing half-made is ever trusted.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from ptycho_dist.storage.arrays import NamedArray
+from ptycho_dist.storage.outputs import Outcome, StageOutput
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.study import Scenario, ScenarioKeys
+from ptycho_dist.study import StageTask, stage_def
 
-__all__ = ["StageContext", "StageResult", "StageOutcome", "STAGE_KIND", "execute_stage", "cached_outcome",
-           "diag_rows", "clean_rows", "register_stage", "STAGE_FUNCTIONS"]
+__all__ = ["StageContext", "StageResult", "StageOutcome", "StageFn", "execute_stage", "cached_outcome",
+           "stage_function", "diag_rows", "clean_rows"]
 
-#: stage name -> top-level array group its output lives in
-STAGE_KIND = {"simulate": "sim", "group": "group", "oracle": "pred", "train": "train", "infer": "pred",
-              "stitch": "recon", "evaluate": "eval", "transplant": "pred", "parity": "eval"}
+T = TypeVar("T", bound=StageOutput)
 
 
 @dataclass(frozen=True)
 class StageContext:
-    """What every stage needs besides its scenario: where the run lives, and optionally a
-    multi-worker trainer injected by the orchestration layer (``fn(data, config, *, seed,
-    num_workers, backend) -> TrainResult``)."""
+    """What every stage needs besides its task: where the run lives, and optionally a multi-worker
+    trainer injected by the orchestration layer (``fn(data, config, *, seed, num_workers, backend)
+    -> TrainResult``)."""
 
     run_dir: Path
     distributed_train: Callable[..., Any] | None = None
-    partner: tuple[Scenario, ScenarioKeys] | None = None
 
     @property
     def layout(self) -> RunLayout:
         return RunLayout(self.run_dir)
 
+    def read(self, task: StageTask, role: str, cls: type[T]) -> T:
+        """The upstream output that ``task`` reads as ``role``, as the typed output ``cls``."""
+        stage, key = task.inputs[role]
+        return self.layout.outputs.read(stage, key, cls)
+
 
 @dataclass(frozen=True)
 class StageResult:
-    """What a stage function returns: its arrays and attributes (written by :func:`execute_stage`),
-    rows for the result tables and extra scalars (``info``)."""
+    """What a stage function returns: its typed output (written by :func:`execute_stage`), rows for
+    the result tables and extra scalars (``info``)."""
 
-    arrays: Mapping[str, NamedArray] = field(default_factory=dict)
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    output: StageOutput | None = None
     rows: Mapping[str, list[dict[str, Any]]] = field(default_factory=dict)
     status: str = "ok"
     info: Mapping[str, Any] = field(default_factory=dict)
@@ -70,18 +75,15 @@ class StageOutcome:
     traceback: str | None = None
 
 
-StageFn = Callable[[StageContext, Scenario, ScenarioKeys], StageResult]
-STAGE_FUNCTIONS: dict[str, StageFn] = {}
+StageFn = Callable[[StageContext, StageTask], StageResult]
 
 
-def register_stage(name: str) -> Callable[[StageFn], StageFn]:
-    """Decorator registering a stage function under ``name``."""
-
-    def deco(fn: StageFn) -> StageFn:
-        STAGE_FUNCTIONS[name] = fn
-        return fn
-
-    return deco
+@functools.cache
+def stage_function(stage: str) -> StageFn:
+    """The function the registry names for ``stage`` (imported on first use)."""
+    module, _, name = stage_def(stage).function.partition(":")
+    fn: StageFn = getattr(importlib.import_module(module), name)
+    return fn
 
 
 def _nan_to_none(value: Any) -> Any:
@@ -110,33 +112,25 @@ def diag_rows(stage: str, values: Mapping[str, Any], prefix: str = "") -> list[d
 
 def cached_outcome(ctx: StageContext, stage: str, key: str) -> StageOutcome | None:
     """The recorded outcome of a complete stage output, or None when it must be computed."""
-    kind = STAGE_KIND[stage]
-    if not ctx.layout.arrays.is_complete(kind, key):
+    rec = ctx.layout.outputs.outcome(stage, key)
+    if rec is None:
         return None
-    attrs = ctx.layout.arrays.read(kind, key).attrs
-    rec = attrs.get("outcome", {})
-    return StageOutcome(stage, key, rec.get("status", "ok"), True, float(rec.get("seconds", 0.0)),
-                        rec.get("rows", {}), rec.get("info", {}))
+    return StageOutcome(stage, key, rec.status, True, rec.seconds, rec.rows, rec.info)
 
 
-def outcome_attrs(result: StageResult, seconds: float) -> dict[str, Any]:
-    """What a stage stores beside its arrays so that a cache hit can replay its rows."""
-    return {"outcome": {"status": result.status, "seconds": seconds, "rows": clean_rows(result.rows),
-                        "info": dict(result.info)}}
-
-
-def execute_stage(ctx: StageContext, stage: str, scenario: Scenario, keys: ScenarioKeys, key: str) -> StageOutcome:
+def execute_stage(ctx: StageContext, task: StageTask) -> StageOutcome:
     """Run one stage unless its output is complete; capture failures as a ``failed`` outcome."""
-    hit = cached_outcome(ctx, stage, key)
+    hit = cached_outcome(ctx, task.stage, task.key)
     if hit is not None:
         return hit
     t0 = time.perf_counter()
     try:
-        result = STAGE_FUNCTIONS[stage](ctx, scenario, keys)
+        result = stage_function(task.stage)(ctx, task)
     except Exception as exc:  # noqa: BLE001 - every stage error becomes a row, the study goes on
-        return StageOutcome(stage, key, "failed", False, time.perf_counter() - t0, {}, {},
+        return StageOutcome(task.stage, task.key, "failed", False, time.perf_counter() - t0, {}, {},
                             error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     seconds = time.perf_counter() - t0
-    attrs = {**dict(result.attrs), **outcome_attrs(result, seconds)}
-    ctx.layout.arrays.write(STAGE_KIND[stage], key, result.arrays, attrs)
-    return StageOutcome(stage, key, result.status, False, seconds, clean_rows(result.rows), dict(result.info))
+    rows = clean_rows(result.rows)
+    ctx.layout.outputs.write(task.stage, task.key, result.output,
+                             Outcome(result.status, seconds, rows, dict(result.info)))
+    return StageOutcome(task.stage, task.key, result.status, False, seconds, rows, dict(result.info))

@@ -14,13 +14,12 @@ from typing import Any
 import numpy as np
 
 from ptycho_dist.models.common import PinnConfig, TrainData
-from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows, register_stage
-from ptycho_dist.storage.arrays import NamedArray
-from ptycho_dist.storage.bundles import read_bundle, write_bundle
+from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
+from ptycho_dist.storage.outputs import Bundle, Groups, Prediction, SimulatedData
 from ptycho_dist.storage.run import library_versions
-from ptycho_dist.study import Scenario, ScenarioKeys, derive_seed
+from ptycho_dist.study import Scenario, StageTask, derive_seed
 
-__all__ = ["pinn_config", "backend_module"]
+__all__ = ["pinn_config", "backend_module", "train_stage", "infer_stage", "run_inference"]
 
 
 def pinn_config(s: Scenario) -> PinnConfig:
@@ -47,23 +46,20 @@ def _exp(x: float) -> float:
         return float(np.exp(x))
 
 
-def _grouped(ctx: StageContext, keys: ScenarioKeys) -> tuple[Any, Any, np.ndarray]:
-    sim = ctx.layout.arrays.read("sim", keys.simulate)
-    groups = ctx.layout.arrays.read("group", keys.group)
-    counts = sim["counts"][groups["indices"]]
-    return sim, groups, counts
+def _grouped(ctx: StageContext, task: StageTask) -> tuple[SimulatedData, Groups, np.ndarray]:
+    sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
+    return sim, groups, sim.counts[groups.indices]
 
 
-@register_stage("train")
-def train_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
-    """Train the PINN on the scenario's grouped counts; write the bundle; history rows."""
-    assert keys.train is not None
-    sim, groups, counts = _grouped(ctx, keys)
+def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
+    """Train the PINN on the scenario's grouped counts; the bundle; history rows."""
+    s = task.scenario
+    sim, groups, counts = _grouped(ctx, task)
     n_train = s.training.n_train or counts.shape[0]
-    relative = s.model.relative_sign * groups["relative"]
-    data = TrainData(counts=counts[:n_train], scale=float(sim.attrs["scale"]), probe=sim["probe"],
-                     relative=relative[:n_train], nphotons=float(sim.attrs["nphotons"]))
-    config, seed = pinn_config(s), derive_seed(s.seed, keys.train) % (2**31)
+    relative = s.model.relative_sign * groups.relative
+    data = TrainData(counts=counts[:n_train], scale=sim.scale, probe=sim.probe,
+                     relative=relative[:n_train], nphotons=sim.nphotons)
+    config, seed = pinn_config(s), derive_seed(s.seed, task.key) % (2**31)
     if s.resources.train_workers > 1 and ctx.distributed_train is not None:
         result = ctx.distributed_train(data, config, seed=seed, num_workers=s.resources.train_workers,
                                        backend=s.model.backend)
@@ -74,9 +70,8 @@ def train_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResu
             "log_scale": result.log_scale, "diverged_epoch": result.diverged_epoch, "seconds": result.seconds,
             "n_train": result.n_train, "n_val": result.n_val, "seed": seed, "libraries": library_versions(),
             "train_workers": s.resources.train_workers, "relative_sign": s.model.relative_sign}
-    write_bundle(ctx.layout.models, keys.train, result.weights, meta)
     diag = {"train_relative_sign": float(s.model.relative_sign),
-            "train_probe_normalization_factor": float(sim.attrs["probe_factor"]),
+            "train_probe_normalization_factor": sim.probe_factor,
             "train_norm_factor": result.norm_factor, "train_intensity_scale": _exp(result.log_scale),
             "train_log_scale": result.log_scale, "n_train_groups": result.n_train, "n_val_groups": result.n_val,
             "train_seconds": result.seconds, "first_nonfinite_epoch": result.diverged_epoch
@@ -86,35 +81,33 @@ def train_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResu
     history = [{k: v for k, v in row.items() if k != "seconds"} | {"backend": s.model.backend}
                for row in result.history]
     status = "diverged" if result.diverged_epoch is not None else "ok"
-    return StageResult({}, {"bundle": keys.train}, {"history": history, "diagnostics": diag_rows("train", diag)},
+    return StageResult(Bundle(weights=result.weights, meta=meta),
+                       {"history": history, "diagnostics": diag_rows("train", diag)},
                        status=status, info={"diverged_epoch": result.diverged_epoch})
 
 
-def run_inference(ctx: StageContext, bundle_key: str, backend: str, relative_sign: int,
-                  keys: ScenarioKeys) -> tuple[Any, Any, np.ndarray, Any]:
-    """Run the bundle ``bundle_key`` with ``backend`` on the scenario's grouped data, reusing the
+def run_inference(ctx: StageContext, task: StageTask, backend: str,
+                  relative_sign: int) -> tuple[Any, Bundle, np.ndarray, SimulatedData]:
+    """Run the bundle that ``task`` reads as ``model`` with ``backend`` on its grouped data, reusing the
     bundle's normalization factor and intensity scale unchanged."""
-    sim, groups, counts = _grouped(ctx, keys)
-    bundle = read_bundle(ctx.layout.models, bundle_key)
-    config = PinnConfig.from_dict(bundle.meta["config"])
+    sim, groups, counts = _grouped(ctx, task)
+    bundle = ctx.read(task, "model", Bundle)
+    config = PinnConfig.from_dict(dict(bundle.meta["config"]))
     result = backend_module(backend).infer_pinn(
-        bundle.weights, config, counts=counts, scale=float(sim.attrs["scale"]), probe=sim["probe"],
-        relative=relative_sign * groups["relative"], norm_factor=bundle.norm_factor, log_scale=bundle.log_scale)
+        dict(bundle.weights), config, counts=counts, scale=sim.scale, probe=sim.probe,
+        relative=relative_sign * groups.relative, norm_factor=bundle.norm_factor, log_scale=bundle.log_scale)
     return result, bundle, counts, sim
 
 
-@register_stage("infer")
-def infer_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+def infer_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Predict object patches for every group with the bundle's normalization and intensity scale."""
-    assert keys.train is not None
-    result, bundle, counts, sim = run_inference(ctx, keys.train, s.model.backend, s.model.relative_sign, keys)
-    arrays = {"patches": NamedArray(result.object_patches, ("group", "member", "py", "px")),
-              "amplitude": NamedArray(result.pred_amplitude, ("group", "member", "ky", "kx"))}
+    s = task.scenario
+    result, bundle, counts, sim = run_inference(ctx, task, s.model.backend, s.model.relative_sign)
     measured = np.sqrt(counts)
     diag = {"infer_norm_factor": bundle.norm_factor, "infer_intensity_scale": _exp(bundle.log_scale),
             "infer_backend": s.model.backend, "infer_relative_sign": float(s.model.relative_sign),
-            "infer_probe_normalization_factor": float(sim.attrs["probe_factor"]),
+            "infer_probe_normalization_factor": sim.probe_factor,
             "pred_to_measured_counts": float(np.sum(result.pred_amplitude.astype(np.float64) ** 2)
                                              / max(float(np.sum(measured**2)), 1e-300))}
-    return StageResult(arrays, {"bundle": keys.train, "backend": s.model.backend},
-                       {"diagnostics": diag_rows("infer", diag)})
+    out = Prediction(patches=result.object_patches, amplitude=result.pred_amplitude, backend=s.model.backend)
+    return StageResult(out, {"diagnostics": diag_rows("infer", diag)})

@@ -1,8 +1,8 @@
 """Stage functions of the oracle arm: simulate, group, oracle, stitch, evaluate (no Ray here).
 
-Each reads its inputs from the run's array store, computes with the pure layers, and returns its
-arrays and rows; :func:`ptycho_dist.pipeline.base.execute_stage` writes them with the completion
-marker. Random draws use ``derive_seed(study seed, stage key)``.
+Each reads its inputs as typed outputs (``ctx.read(task, role, Class)``), computes with the pure layers,
+and returns its typed output and rows; :func:`ptycho_dist.pipeline.base.execute_stage` writes them
+with the completion marker. Random draws use ``derive_seed(study seed, stage key)``.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import numpy as np
 from ptycho_dist import grouping, physics
 from ptycho_dist.evaluation import evaluate_reconstruction
 from ptycho_dist.physics.diagnostics import canvas_requirement
-from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows, register_stage
+from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
 from ptycho_dist.stitching import StitchResult, stitch
-from ptycho_dist.storage.arrays import NamedArray, StageGroup
 from ptycho_dist.storage.inputs import load_user_array
-from ptycho_dist.study import Scenario, ScenarioKeys, derive_seed
+from ptycho_dist.storage.outputs import Evaluation, Groups, Prediction, Reconstruction, SimulatedData
+from ptycho_dist.study import Scenario, StageTask, derive_seed
 
-__all__ = ["make_object", "make_probe", "make_positions", "absolute_positions", "pred_key"]
+__all__ = ["make_object", "make_probe", "make_positions", "absolute_positions", "simulate_stage", "group_stage",
+           "oracle_stage", "stitch_stage", "evaluate_stage"]
 
 
 def make_object(s: Scenario, rng: np.random.Generator) -> np.ndarray:
@@ -69,103 +70,81 @@ def make_positions(s: Scenario, object_shape: tuple[int, int], rng: np.random.Ge
     return physics.fermat_scan(object_shape, n, n_positions=sc.n_positions, step=sc.step, margin=sc.margin)
 
 
-@register_stage("simulate")
-def simulate_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Object, probe, positions, Poisson counts and the true patches of one scenario."""
-    rng = np.random.default_rng(derive_seed(s.seed, keys.simulate))
+    s = task.scenario
+    rng = np.random.default_rng(derive_seed(s.seed, task.key))
     obj = make_object(s, rng)
     probe, factor = make_probe(s)
     positions = make_positions(s, obj.shape, rng)
     sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise, rng=rng)
-    arrays = {
-        "object": NamedArray(obj, ("y", "x")),
-        "probe": NamedArray(probe, ("py", "px")),
-        "positions": NamedArray(positions, ("pattern", "xy")),
-        "counts": NamedArray(sim.counts, ("pattern", "ky", "kx")),
-        "truth_patches": NamedArray(sim.truth_patches, ("pattern", "py", "px")),
-    }
-    attrs = {"scale": float(sim.scale), "nphotons": s.dose.nphotons, "probe_factor": float(factor),
-             "spec": {"object": s.object.to_dict(), "probe": s.probe.to_dict(), "scan": s.scan.to_dict(),
-                      "dose": s.dose.to_dict()}}
+    out = SimulatedData(object=obj, probe=probe, positions=positions, counts=sim.counts,
+                        truth_patches=sim.truth_patches, scale=float(sim.scale), nphotons=s.dose.nphotons,
+                        probe_factor=float(factor))
     diag = {"probe_normalization_factor": float(factor), "dose_scale": float(sim.scale),
             "mean_total_counts": float(sim.mean_total_counts), "n_patterns": int(positions.shape[0]),
             **physics.probe_statistics(probe)}
-    return StageResult(arrays, attrs, {"diagnostics": diag_rows("simulate", diag)})
+    return StageResult(out, {"diagnostics": diag_rows("simulate", diag)})
 
 
-@register_stage("group")
-def group_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+def group_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Neighbour groups, group centres and relative coordinates (member - centre)."""
-    sim = ctx.layout.arrays.read("sim", keys.simulate)
-    positions, probe = sim["positions"], sim["probe"]
-    rng = np.random.default_rng(derive_seed(s.seed, keys.group))
-    groups = grouping.group_positions(positions, gridsize=s.grouping.gridsize, k_neighbors=s.grouping.resolved_k,
-                                      n_groups=s.grouping.n_groups, rng=rng)
-    arrays = {
-        "indices": NamedArray(groups.indices, ("group", "member")),
-        "offsets": NamedArray(groups.centers, ("group", "xy")),
-        "relative": NamedArray(groups.relative, ("group", "member", "xy")),
-    }
-    diag = {**grouping.grouping_summary(groups, positions),
+    s, sim = task.scenario, ctx.read(task, "data", SimulatedData)
+    rng = np.random.default_rng(derive_seed(s.seed, task.key))
+    groups = grouping.group_positions(sim.positions, gridsize=s.grouping.gridsize,
+                                      k_neighbors=s.grouping.resolved_k, n_groups=s.grouping.n_groups, rng=rng)
+    out = Groups(indices=groups.indices, centers=groups.centers, relative=groups.relative,
+                 gridsize=s.grouping.gridsize)
+    diag = {**grouping.grouping_summary(groups, sim.positions),
             "relative_sign": float(grouping.RELATIVE_SIGN),
-            **canvas_requirement(positions, probe.shape[0], gridsize=s.grouping.gridsize, probe=probe,
-                                 object_shape=sim["object"].shape)}
-    return StageResult(arrays, {"gridsize": s.grouping.gridsize}, {"diagnostics": diag_rows("group", diag)})
+            **canvas_requirement(sim.positions, sim.probe.shape[0], gridsize=s.grouping.gridsize, probe=sim.probe,
+                                 object_shape=sim.object.shape)}
+    return StageResult(out, {"diagnostics": diag_rows("group", diag)})
 
 
-@register_stage("oracle")
-def oracle_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+def oracle_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """The oracle arm's "prediction": the true patches of every group member, (B, C, N, N)."""
-    truth = ctx.layout.arrays.read("sim", keys.simulate)["truth_patches"]
-    indices = ctx.layout.arrays.read("group", keys.group)["indices"]
-    return StageResult({"patches": NamedArray(truth[indices], ("group", "member", "py", "px"))}, {"arm": "oracle"})
+    sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
+    return StageResult(Prediction(patches=sim.truth_patches[groups.indices], backend="oracle"))
 
 
-def pred_key(keys: ScenarioKeys) -> str:
-    """Key of the stage whose output holds the predicted patches (oracle or infer)."""
-    key = keys.oracle if keys.oracle is not None else keys.infer
-    assert key is not None
-    return key
-
-
-def absolute_positions(groups: StageGroup) -> np.ndarray:
-    """Positions (B, C, 2) of every member: group centre + relative coordinates."""
-    return groups["offsets"][:, None, :] + grouping.RELATIVE_SIGN * groups["relative"]
-
-
-@register_stage("stitch")
-def stitch_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+def stitch_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Stitch the predicted patches at their absolute positions onto the object's grid."""
-    sim = ctx.layout.arrays.read("sim", keys.simulate)
-    patches = ctx.layout.arrays.read("pred", pred_key(keys))["patches"]
-    positions = absolute_positions(ctx.layout.arrays.read("group", keys.group))
-    weights = np.abs(sim["probe"]) ** 2 if s.stitch.weights == "probe" else None
-    shape = sim["object"].shape if s.stitch.frame == "object" else None
-    res = stitch(patches, positions, crop=s.stitch.crop, frame=s.stitch.frame, shape=shape, weights=weights)
-    arrays = {"canvas": NamedArray(res.canvas, ("y", "x")), "coverage": NamedArray(res.coverage, ("y", "x"))}
-    return StageResult(arrays, {"origin": [float(v) for v in res.origin], "crop": res.crop, "frame": res.frame})
+    s = task.scenario
+    sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
+    patches = ctx.read(task, "prediction", Prediction).patches
+    weights = np.abs(sim.probe) ** 2 if s.stitch.weights == "probe" else None
+    shape = sim.object.shape if s.stitch.frame == "object" else None
+    res = stitch(patches, absolute_positions(groups), crop=s.stitch.crop, frame=s.stitch.frame, shape=shape,
+                 weights=weights)
+    return StageResult(Reconstruction(canvas=res.canvas, coverage=res.coverage,
+                                      origin=[float(v) for v in res.origin], crop=res.crop, frame=res.frame))
 
 
-@register_stage("evaluate")
-def evaluate_stage(ctx: StageContext, s: Scenario, keys: ScenarioKeys) -> StageResult:
+def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Metrics, bias and diagnostics of the stitched object (and patch-level metrics) vs the truth."""
-    arrays = ctx.layout.arrays
-    sim, groups = arrays.read("sim", keys.simulate), arrays.read("group", keys.group)
-    recon = arrays.read("recon", keys.stitch)
-    stitched = StitchResult(canvas=recon["canvas"], coverage=recon["coverage"],
-                            origin=np.asarray(recon.attrs["origin"], dtype=np.float64),
-                            crop=int(recon.attrs["crop"]), frame=str(recon.attrs["frame"]))
+    s = task.scenario
+    sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
+    recon = ctx.read(task, "reconstruction", Reconstruction)
+    stitched = StitchResult(canvas=recon.canvas, coverage=recon.coverage,
+                            origin=np.asarray(recon.origin, dtype=np.float64), crop=int(recon.crop),
+                            frame=str(recon.frame))
     # patch-level figures on the central N/2 window: the PINN's object is zero outside it
     n = s.probe.n
     window = (..., slice(n // 4, n // 4 + n // 2), slice(n // 4, n // 4 + n // 2))
-    truth_patches = sim["truth_patches"][groups["indices"]][window]
-    pred_patches = arrays.read("pred", pred_key(keys))["patches"][window]
+    truth_patches = sim.truth_patches[groups.indices][window]
+    pred_patches = ctx.read(task, "prediction", Prediction).patches[window]
     ev = s.evaluation
     result = evaluate_reconstruction(
-        stitched, sim["object"], border=ev.border, illumination_threshold=ev.illumination_threshold,
+        stitched, sim.object, border=ev.border, illumination_threshold=ev.illumination_threshold,
         register=ev.registration, phase_ramp=ev.phase_ramp,
-        positions=absolute_positions(groups).reshape(-1, 2), reference_positions=sim["positions"],
+        positions=absolute_positions(groups).reshape(-1, 2), reference_positions=sim.positions,
         pred_patches=pred_patches, truth_patches=truth_patches)
     rows = {"metrics": result.metrics_rows, "bias": [result.bias_row],
             "diagnostics": diag_rows("evaluate", result.diagnostics)}
-    return StageResult({}, {}, rows)
+    return StageResult(Evaluation(metrics=result.metrics_rows, bias=[result.bias_row]), rows)
+
+
+def absolute_positions(groups: Groups) -> np.ndarray:
+    """Positions (B, C, 2) of every member: group centre + relative coordinates (this project's sign)."""
+    return groups.positions(grouping.RELATIVE_SIGN)

@@ -24,6 +24,7 @@ import pyarrow as pa  # noqa: E402
 from ptycho_dist.report.summary import parity_overview, swept_columns, training_parity  # noqa: E402
 from ptycho_dist.results import Results  # noqa: E402
 from ptycho_dist.storage.files import write_text_atomic  # noqa: E402
+from ptycho_dist.storage.outputs import Reconstruction, SimulatedData  # noqa: E402
 
 __all__ = ["write_report", "swept_columns"]
 
@@ -91,9 +92,9 @@ def _gallery(run: Results, limit: int = _GALLERY) -> str:
         return "<p>No finished scenario to show.</p>"
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
     for ax_row, r in zip(axes, rows):
-        truth = np.abs(run.arrays("sim", r["key_simulate"])["object"])
-        recon = run.arrays("recon", r["key_stitch"])
-        canvas, coverage = np.abs(recon["canvas"]), recon["coverage"]
+        truth = np.abs(run.output("simulate", r["key_simulate"], SimulatedData).object)
+        recon = run.output("stitch", r["key_stitch"], Reconstruction)
+        canvas, coverage = np.abs(recon.canvas), recon.coverage
         title = f"{r['model_backend']} n={r['dose_nphotons']:.0e} g={r['grouping_gridsize']} {r['scan_kind']}"
         for ax, img, name in zip(ax_row, (truth, canvas, coverage), ("truth |O|", "stitched |O|", "coverage")):
             im = ax.imshow(img, cmap="gray" if name != "coverage" else "viridis")

@@ -14,17 +14,15 @@ from rich.text import Text
 
 from ptycho_dist.evaluation.parity import seed_spread_tolerance
 from ptycho_dist.results import Results
-from ptycho_dist.storage.tables import STAGES
 from ptycho_dist.results import open as open_run
+from ptycho_dist.storage.tables import STAGES as SCENARIO_STAGES
+from ptycho_dist.study.registry import STAGES
 
 if TYPE_CHECKING:
     from ptycho_dist.orchestration.driver import RunSummary
 
 __all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich",
            "parity_overview", "swept_columns", "training_parity"]
-
-_STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
-
 
 def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str = "{:.4g}") -> Table:
     """A rich table of an Arrow table (floats shortened)."""
@@ -78,7 +76,8 @@ def parity_overview(run: Results) -> pa.Table:
     """One line per parity pair: forward parity, training-parity SSIM delta, agreement of the two."""
     return run.sql(
         "select backend_a || ' vs ' || backend_b || case when relative_sign_b = -1 then ' (sign -1)' else '' end"
-        " as pair, gridsize, nphotons, training_seed as seed, forward_parity_ok as fwd_ok,"
+        " as pair, grouping_gridsize as gridsize, dose_nphotons as nphotons, training_seed as seed,"
+        " forward_parity_ok as fwd_ok,"
         " greatest(fwd_obj_max_rel_ab, fwd_obj_max_rel_ba) as fwd_obj_rel, delta_amp_ssim,"
         " stitched_amp_ssim as a_vs_b_ssim, intensity_scale_ratio from parity order by all")
 
@@ -92,7 +91,8 @@ def training_parity(run: Results, *, k: float = 3.0) -> pa.Table:
     """
     rows = run.sql(
         "select seed_cell, backend_a || ' vs ' || backend_b || case when relative_sign_b = -1"
-        " then ' (sign -1)' else '' end as pair, gridsize, nphotons, training_seed, amp_ssim_a, amp_ssim_b"
+        " then ' (sign -1)' else '' end as pair, grouping_gridsize as gridsize, dose_nphotons as nphotons,"
+        " training_seed, amp_ssim_a, amp_ssim_b"
         " from parity where seed_cell is not null order by all").to_pylist()
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
@@ -121,7 +121,7 @@ def render_run_summary(summary: "RunSummary") -> Group:
     head = Text.assemble(("run ", "bold"), str(summary.run_dir), f": {summary.scenarios} scenarios ({status}); "
                          f"{summary.already_done} were already done; wall time {summary.wall_seconds:.1f} s")
     stages = Table("stage", "run", "cached", title="stages")
-    for stage in _STAGES:
+    for stage in STAGES:
         r, c = summary.stages_run.get(stage, 0), summary.stages_cached.get(stage, 0)
         if r or c:
             stages.add_row(stage, str(r), str(c))
@@ -158,7 +158,7 @@ def render_status(run: Results) -> Group:
     finished = "finished" if info.get("finished_at") else "running or interrupted"
     head = Text(f"{run.run_dir}: {n_total} scenarios; recorded: {done}; pending: {n_total - len(rows)} ({finished})")
     stages = Table("stage", "scenarios using it", "computed in the run that recorded them", "cache hits", title="stages")
-    for stage in STAGES:
+    for stage in SCENARIO_STAGES:
         used = [r for r in rows if r[f"key_{stage}"] is not None and r[f"cached_{stage}"] is not None]
         if used:
             hits = sum(1 for r in used if r[f"cached_{stage}"])

@@ -1,7 +1,7 @@
 """Zarr v3 array store of a run (``<run>/arrays.zarr``).
 
-Every stage output is one zarr group ``<kind>/<key>`` (kind: sim, group, pred, recon, eval) holding
-named arrays with ``dimension_names`` (xarray and tensorstore read them), chunked along their first
+Every stage output is one zarr group ``<stage>/<key>`` (the stage names of the registry,
+:data:`ptycho_dist.study.registry.STAGES`) holding named arrays with ``dimension_names`` (xarray and tensorstore read them), chunked along their first
 (pattern/group) axis and compressed with Blosc/Zstd. The group's attributes carry the stage's small
 results (scalars, spec, rows) and the **completion marker**, written last: a group without the marker
 is an unfinished write; it is never read and is rewritten from scratch by the next run. One stage key
@@ -21,11 +21,10 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from ptycho_dist.errors import StorageError
+from ptycho_dist.study.registry import STAGES
 
-__all__ = ["ArrayStore", "NamedArray", "StageGroup", "KINDS", "MARKER"]
+__all__ = ["ArrayStore", "NamedArray", "StageGroup", "MARKER"]
 
-#: top-level groups, one per kind of stage output
-KINDS = ("sim", "group", "train", "pred", "recon", "eval")
 #: attribute that marks a complete stage output
 MARKER = "ptycho_dist_complete"
 #: elements per chunk along the first axis (patterns, groups)
@@ -77,8 +76,8 @@ class ArrayStore:
     def initialize(self) -> None:
         """Create the root and the top-level groups (idempotent; done by the driver before any task)."""
         root = zarr.open_group(str(self.path), mode="a", zarr_format=3)
-        for kind in KINDS:
-            root.require_group(kind)
+        for stage in STAGES:
+            root.require_group(stage)
 
     def _root(self, mode: str = "r") -> Any:
         try:
@@ -86,24 +85,24 @@ class ArrayStore:
         except FileNotFoundError as exc:
             raise StorageError(f"{self.path}: no array store (was the run started?)") from exc
 
-    def is_complete(self, kind: str, key: str) -> bool:
-        """True when ``<kind>/<key>`` exists and carries the completion marker."""
+    def is_complete(self, stage: str, key: str) -> bool:
+        """True when ``<stage>/<key>`` exists and carries the completion marker."""
         if not self.path.exists():
             return False
         root = self._root()
-        path = f"{kind}/{key}"
+        path = f"{stage}/{key}"
         if path not in root:
             return False
         return bool(root[path].attrs.get(MARKER, {}).get("complete", False))
 
-    def write(self, kind: str, key: str, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any]) -> None:
+    def write(self, stage: str, key: str, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any]) -> None:
         """Write a stage output from scratch, then its attributes with the completion marker last.
 
         Any earlier, unfinished group at the same path is removed first.
         """
-        if kind not in KINDS:
-            raise StorageError(f"unknown output kind {kind!r}; expected one of {KINDS}")
-        group = zarr.open_group(str(self.path), path=f"{kind}/{key}", mode="w", zarr_format=3)
+        if stage not in STAGES:
+            raise StorageError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        group = zarr.open_group(str(self.path), path=f"{stage}/{key}", mode="w", zarr_format=3)
         for name, arr in arrays.items():
             data = np.ascontiguousarray(arr.data)
             z = group.create_array(
@@ -114,13 +113,13 @@ class ArrayStore:
             z[...] = data
         group.attrs.update({**dict(attrs), MARKER: {"complete": True, "written_at": time.time()}})
 
-    def read(self, kind: str, key: str) -> StageGroup:
+    def read(self, stage: str, key: str) -> StageGroup:
         """Open a complete stage output; an unfinished one is an error, never read."""
-        if not self.is_complete(kind, key):
-            raise StorageError(f"{self.path}/{kind}/{key}: missing or unfinished (no completion marker)")
-        group = self._root()[f"{kind}/{key}"]
-        return StageGroup(f"{kind}/{key}", dict(group.attrs), group)
+        if not self.is_complete(stage, key):
+            raise StorageError(f"{self.path}/{stage}/{key}: missing or unfinished (no completion marker)")
+        group = self._root()[f"{stage}/{key}"]
+        return StageGroup(f"{stage}/{key}", dict(group.attrs), group)
 
-    def written_at(self, kind: str, key: str) -> float:
-        """When the completion marker of ``<kind>/<key>`` was written (seconds since the epoch)."""
-        return float(self.read(kind, key).attrs[MARKER]["written_at"])
+    def written_at(self, stage: str, key: str) -> float:
+        """When the completion marker of ``<stage>/<key>`` was written (seconds since the epoch)."""
+        return float(self.read(stage, key).attrs[MARKER]["written_at"])

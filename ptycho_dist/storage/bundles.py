@@ -3,13 +3,13 @@
 The weights are the canonical named float32 arrays of ``docs/weight_layout.md`` (conv kernels HWIO),
 stored with safetensors: no pickle, loadable by either backend. ``bundle.json`` holds the model
 config, the normalization factor, the final intensity scale (``log_scale``), the training summary
-and library versions; it is the bundle's completion marker.
+and library versions; it is the bundle's completion marker. The typed output that holds a bundle is
+:class:`ptycho_dist.storage.outputs.Bundle`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +20,9 @@ from safetensors.numpy import save as st_save
 from ptycho_dist.errors import StorageError
 from ptycho_dist.storage.files import write_bytes_atomic, write_json_atomic
 
-__all__ = ["Bundle", "write_bundle", "read_bundle", "bundle_dir"]
+__all__ = ["write_bundle_files", "read_bundle_files", "bundle_dir"]
 
 BUNDLE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Bundle:
-    """A trained model: canonical weights and the scalars inference must reuse unchanged."""
-
-    weights: dict[str, np.ndarray]
-    meta: dict[str, Any]
-
-    @property
-    def norm_factor(self) -> float:
-        return float(self.meta["norm_factor"])
-
-    @property
-    def log_scale(self) -> float:
-        return float(self.meta["log_scale"])
 
 
 def bundle_dir(models_root: Path, key: str) -> Path:
@@ -46,7 +30,7 @@ def bundle_dir(models_root: Path, key: str) -> Path:
     return Path(models_root) / key
 
 
-def write_bundle(models_root: Path, key: str, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
+def write_bundle_files(models_root: Path, key: str, weights: dict[str, np.ndarray], meta: dict[str, Any]) -> Path:
     """Write weights then ``bundle.json`` (atomic files; the JSON last marks the bundle complete)."""
     for name in ("norm_factor", "log_scale", "config", "backend"):
         if name not in meta:
@@ -58,7 +42,7 @@ def write_bundle(models_root: Path, key: str, weights: dict[str, np.ndarray], me
     return folder
 
 
-def read_bundle(models_root: Path, key: str) -> Bundle:
+def read_bundle_files(models_root: Path, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Load a complete bundle (StorageError when absent or unfinished)."""
     folder = bundle_dir(models_root, key)
     try:
@@ -66,4 +50,4 @@ def read_bundle(models_root: Path, key: str) -> Bundle:
         weights = st_load((folder / "weights.safetensors").read_bytes())
     except FileNotFoundError:
         raise StorageError(f"{folder}: no complete model bundle (bundle.json or weights missing)") from None
-    return Bundle({k: np.asarray(v) for k, v in weights.items()}, meta)
+    return {k: np.asarray(v) for k, v in weights.items()}, dict(meta)

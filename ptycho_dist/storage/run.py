@@ -2,7 +2,7 @@
 
     <out>/<study-name>/
       study.json      resolved spec, versions, git revision, start/end times
-      arrays.zarr/    stage outputs (zarr v3), see storage.arrays
+      arrays.zarr/    stage outputs (zarr v3), <stage>/<key>, see storage.arrays and storage.outputs
       models/<key>/   model bundles (weights + bundle.json)
       tables/<name>/  Parquet parts, see storage.tables
       report/         static report
@@ -27,6 +27,7 @@ from ptycho_dist import __version__
 from ptycho_dist.errors import StorageError
 from ptycho_dist.storage.arrays import ArrayStore
 from ptycho_dist.storage.files import write_json_atomic, write_text_atomic
+from ptycho_dist.storage.outputs import OutputStore
 from ptycho_dist.storage.tables import TableStore
 from ptycho_dist.study import Study
 
@@ -70,6 +71,11 @@ class RunLayout:
     @property
     def arrays(self) -> ArrayStore:
         return ArrayStore(self.root)
+
+    @property
+    def outputs(self) -> OutputStore:
+        """Typed stage outputs (``arrays.zarr/<stage>/<key>`` and the model bundles)."""
+        return OutputStore(self.arrays, self.models)
 
     @property
     def tables(self) -> TableStore:

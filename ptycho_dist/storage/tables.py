@@ -21,7 +21,9 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from ptycho_dist.errors import StorageError
+from ptycho_dist.evaluation import BIAS_KEYS, METRIC_KEYS
 from ptycho_dist.storage.files import write_bytes_atomic
+from ptycho_dist.study.registry import pair_tables, stage_names
 from ptycho_dist.study.spec import Scenario
 
 __all__ = [
@@ -36,8 +38,10 @@ __all__ = [
     "PAIR_TABLES",
 ]
 
-SCHEMA_VERSION = "2"
-STAGES = ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate")
+#: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``
+SCHEMA_VERSION = "3"
+#: stages with ``key_``/``seconds_``/``cached_`` columns in ``scenarios`` (data and arm scope)
+STAGES = stage_names("data", "arm")
 
 
 def _arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
@@ -84,18 +88,10 @@ def flatten_scenario(scenario: Scenario) -> dict[str, Any]:
     return out
 
 
-_METRIC_COLUMNS = [
-    ("target", pa.string()), ("channel", pa.string()), ("mae", pa.float64()), ("rmse", pa.float64()),
-    ("max_error", pa.float64()), ("pearson_r", pa.float64()), ("psnr", pa.float64()),
-    ("psnr_data_range", pa.float64()), ("ssim", pa.float64()), ("frc_05", pa.float64()),
-    ("frc_halfbit", pa.float64()), ("frc_undefined", pa.bool_()), ("n_pixels", pa.int64()),
-    ("psnr_legacy_255", pa.float64()),
-]
-_BIAS_COLUMNS = [
-    (name, pa.float64())
-    for name in ("shift_x", "shift_y", "ls_scale", "ls_phase", "amp_ratio_mean", "amp_ratio_median",
-                 "amp_ratio_p05", "amp_ratio_p95", "amp_mae_rescaled", "amp_rmse_rescaled", "phase_offset_mean")
-]
+#: Arrow types of the metric columns that are not float64 (the columns are evaluation's METRIC_KEYS)
+_METRIC_TYPES = {"target": pa.string(), "channel": pa.string(), "frc_undefined": pa.bool_(), "n_pixels": pa.int64()}
+_METRIC_COLUMNS = [(name, _METRIC_TYPES.get(name, pa.float64())) for name in METRIC_KEYS]
+_BIAS_COLUMNS = [(name, pa.float64()) for name in BIAS_KEYS]
 _HISTORY_COLUMNS = [
     ("backend", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()),
     ("lr", pa.float64()), ("intensity_scale", pa.float64()), ("nonfinite", pa.bool_()),
@@ -103,7 +99,7 @@ _HISTORY_COLUMNS = [
 _PARITY_COLUMNS = (
     [("pair_id", pa.string()), ("scenario_a", pa.string()), ("scenario_b", pa.string()),
      ("backend_a", pa.string()), ("backend_b", pa.string()), ("relative_sign_a", pa.int64()),
-     ("relative_sign_b", pa.int64()), ("gridsize", pa.int64()), ("nphotons", pa.float64()),
+     ("relative_sign_b", pa.int64()), ("grouping_gridsize", pa.int64()), ("dose_nphotons", pa.float64()),
      ("training_seed", pa.int64()), ("seed_cell", pa.string())]
     + [(f"fwd_{what}_max_{kind}_{d}", pa.float64()) for d in ("ab", "ba") for what in ("obj", "amp")
        for kind in ("abs", "rel")]
@@ -145,8 +141,8 @@ TABLES: dict[str, list[pa.Field]] = {
     "history": _with_id(_HISTORY_COLUMNS),
     "parity": [pa.field(n, t, nullable=n != "pair_id") for n, t in _PARITY_COLUMNS],
 }
-#: tables written per pair of arms (part = pair id), not per scenario
-PAIR_TABLES = ("parity",)
+#: tables written per pair of arms (part = pair id), not per scenario: those of pair-scope stages
+PAIR_TABLES = pair_tables()
 
 
 def table_schema(name: str) -> pa.Schema:
@@ -219,6 +215,15 @@ class TableStore:
     def has_pair(self, table: str, pair_id: str) -> bool:
         """True when the pair's part of ``table`` exists."""
         return self._part(table, pair_id).exists()
+
+    def pair_ids(self) -> set[str]:
+        """Ids of the pairs whose parts of every per-pair table are written."""
+        ids: set[str] | None = None
+        for table in PAIR_TABLES:
+            folder = self.path / table
+            found = {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
+            ids = found if ids is None else ids & found
+        return ids or set()
 
     def committed_ids(self) -> set[str]:
         """Scenario ids whose ``scenarios`` row is committed."""

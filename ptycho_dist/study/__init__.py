@@ -7,17 +7,25 @@ from __future__ import annotations
 
 from ptycho_dist.study.keys import (
     STAGE_VERSIONS,
-    PairKeys,
-    pair_keys,
-    pair_signature,
-    seed_cell,
-    ScenarioKeys,
     canonical_json,
     derive_seed,
+    pair_signature,
     scenario_id,
-    scenario_keys,
+    seed_cell,
     stage_key,
 )
+from ptycho_dist.study.plan import (
+    PairKeys,
+    Plan,
+    ScenarioKeys,
+    StageTask,
+    build_plan,
+    find_pairs,
+    pair_keys,
+    scenario_keys,
+    scenario_tasks,
+)
+from ptycho_dist.study.registry import REGISTRY, STAGES, Input, StageDef, stage_def, stage_names
 from ptycho_dist.study.schema import study_json_schema
 from ptycho_dist.study.spec import (
     DoseSpec,
@@ -35,6 +43,8 @@ from ptycho_dist.study.spec import (
 from ptycho_dist.study.study import Axis, Study, StudyFile, StudyMeta, axis_paths, parse_study, study_from_dict
 
 __all__ = [
+    "REGISTRY", "STAGES", "Input", "StageDef", "stage_def", "stage_names", "Plan", "StageTask",
+    "build_plan", "find_pairs", "scenario_tasks",
     "STAGE_VERSIONS", "PairKeys", "pair_keys", "pair_signature", "seed_cell", "ScenarioKeys", "canonical_json", "derive_seed", "scenario_id", "scenario_keys",
     "stage_key", "study_json_schema", "DoseSpec", "EvaluationSpec", "GroupingSpec", "ModelSpec",
     "ObjectSpec", "ProbeSpec", "ResourcesSpec", "Scenario", "ScanSpec", "StitchSpec", "TrainingSpec",

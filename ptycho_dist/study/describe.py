@@ -8,20 +8,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ptycho_dist.study.keys import scenario_keys
+from ptycho_dist.study.plan import stage_counts
+from ptycho_dist.study.registry import stage_def
 from ptycho_dist.study.study import Study
 
 __all__ = ["describe_study", "stage_counts"]
-
-
-def stage_counts(study: Study) -> dict[str, int]:
-    """Number of distinct stage keys per stage: what the runner will compute at most."""
-    keys = [scenario_keys(s) for s in study.scenarios]
-    out: dict[str, int] = {}
-    for stage in ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate"):
-        distinct = {getattr(k, stage) for k in keys} - {None}
-        out[stage] = len(distinct)
-    return out
 
 
 def describe_study(study: Study) -> Group:
@@ -39,9 +30,11 @@ def describe_study(study: Study) -> Group:
         axes.add_row(axis.label, vals, str(len(axis.values)))
     for i, flt in enumerate(study.excludes):
         axes.add_row(f"exclude[{i}]", json.dumps(dict(flt)), "-")
-    stages = Table("stage", "distinct tasks", title="stages (shared work runs once)")
+    stages = Table("stage", "distinct tasks", "scope", "output", title="stages (shared work runs once)")
     for stage, n in stage_counts(study).items():
-        stages.add_row(stage, str(n))
+        if n:
+            d = stage_def(stage)
+            stages.add_row(stage, str(n), d.scope, d.doc)
     parts = [head]
     if study.meta.description:
         parts.append(Text(study.meta.description, style="italic"))

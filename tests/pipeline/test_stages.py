@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ptycho_dist.errors import SpecError
+from ptycho_dist.errors import SpecError, StorageError
 from ptycho_dist.pipeline import StageContext, execute_stage, run_scenario_inline
 from ptycho_dist.pipeline import model_stages
-from ptycho_dist.storage.bundles import read_bundle
+from ptycho_dist.storage.outputs import Bundle, Groups, Prediction, SimulatedData
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.study import Scenario, parse_study, scenario_keys
+from ptycho_dist.study import Scenario, parse_study, scenario_keys, scenario_tasks
 
 SPEC = """
 [base.object]
@@ -52,16 +52,22 @@ def _ctx(tmp_path: Path, scenario: Scenario) -> StageContext:
 def test_oracle_chain_writes_every_output_and_caches(tmp_path: Path) -> None:
     s = _scenario()
     ctx, keys = _ctx(tmp_path, s), scenario_keys(s)
-    outcomes = run_scenario_inline(ctx, s, keys)
+    outcomes = run_scenario_inline(ctx, s)
     assert [o.stage for o in outcomes] == ["simulate", "group", "oracle", "stitch", "evaluate"]
+    assert [(o.stage, o.key) for o in outcomes] == keys.chain()
     assert all(o.status == "ok" and not o.cached for o in outcomes)
-    sim = ctx.layout.arrays.read("sim", keys.simulate)
-    assert sim["counts"].shape == (25, 32, 32) and sim["object"].shape == (80, 80)
-    pred = ctx.layout.arrays.read("pred", keys.oracle)["patches"]
-    assert pred.shape == (25, 1, 32, 32)
+    sim = ctx.layout.outputs.read("simulate", keys.simulate, SimulatedData)
+    assert sim.counts.shape == (25, 32, 32) and sim.object.shape == (80, 80)
+    assert (ctx.layout.arrays.path / "simulate" / keys.simulate).is_dir()  # stored under the stage's name
+    groups = ctx.layout.outputs.read("group", keys.group, Groups)
+    assert groups.centers.shape == (25, 2) and groups.indices.shape == (25, 1)
+    pred = ctx.layout.outputs.read("oracle", keys.oracle, Prediction)
+    assert pred.patches.shape == (25, 1, 32, 32) and pred.backend == "oracle" and pred.amplitude is None
+    with pytest.raises(StorageError, match="stores 'simulated' outputs, not 'prediction'"):
+        ctx.layout.outputs.read("simulate", keys.simulate, Prediction)
     metrics = {(r["target"], r["channel"]): r for r in outcomes[-1].rows["metrics"]}
     assert metrics[("stitched", "amplitude")]["mae"] < 1e-5  # integer grid, true patches
-    again = run_scenario_inline(ctx, s, keys)
+    again = run_scenario_inline(ctx, s)
     assert all(o.cached for o in again)
     assert again[-1].rows == outcomes[-1].rows  # rows replayed from the stored outcome
 
@@ -69,7 +75,7 @@ def test_oracle_chain_writes_every_output_and_caches(tmp_path: Path) -> None:
 def test_failed_stage_is_an_outcome_not_an_exception(tmp_path: Path) -> None:
     s = _scenario().model_copy(update={"grouping": _scenario(gridsize=3).grouping.model_copy(update={"k_neighbors": 2})})
     ctx, keys = _ctx(tmp_path, s), scenario_keys(s)
-    outcomes = run_scenario_inline(ctx, s, keys)
+    outcomes = run_scenario_inline(ctx, s)
     assert outcomes[-1].stage == "group" and outcomes[-1].status == "failed"
     assert "GroupingError" in (outcomes[-1].error or "") and "Traceback" in (outcomes[-1].traceback or "")
     assert not ctx.layout.arrays.is_complete("group", keys.group)  # nothing half-written is trusted
@@ -78,15 +84,15 @@ def test_failed_stage_is_an_outcome_not_an_exception(tmp_path: Path) -> None:
 def test_torch_arm_bundle_scales_are_reused_at_inference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     s = _scenario("torch", epochs=2, gridsize=2)
     ctx, keys = _ctx(tmp_path, s), scenario_keys(s)
-    outcomes = {o.stage: o for o in run_scenario_inline(ctx, s, keys)}
+    outcomes = {o.stage: o for o in run_scenario_inline(ctx, s)}
     assert all(o.status == "ok" for o in outcomes.values()), {k: o.error for k, o in outcomes.items()}
     assert len(outcomes["train"].rows["history"]) == 2
-    bundle = read_bundle(ctx.layout.models, keys.train)
+    bundle = ctx.layout.outputs.read("train", keys.train, Bundle)
     diag = {r["name"]: r["value"] for o in outcomes.values() for r in o.rows.get("diagnostics", [])}
     assert diag["train_norm_factor"] == diag["infer_norm_factor"] == pytest.approx(bundle.norm_factor)
     assert diag["train_intensity_scale"] == diag["infer_intensity_scale"]
     # load the bundle and infer again: identical patches
-    stored = ctx.layout.arrays.read("pred", keys.infer)["patches"]
+    stored = ctx.layout.outputs.read("infer", keys.infer, Prediction).patches
     seen: dict[str, float] = {}
     real = model_stages.backend_module("torch").infer_pinn
 
@@ -95,17 +101,18 @@ def test_torch_arm_bundle_scales_are_reused_at_inference(tmp_path: Path, monkeyp
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model_stages.backend_module("torch"), "infer_pinn", spy)
-    shutil.rmtree(ctx.layout.arrays.path / "pred" / keys.infer)  # infer must run again
-    rerun = execute_stage(ctx, "infer", s, keys, keys.infer)
+    shutil.rmtree(ctx.layout.arrays.path / "infer" / keys.infer)  # infer must run again
+    infer = next(t for t in scenario_tasks(s) if t.stage == "infer")
+    rerun = execute_stage(ctx, infer)
     assert rerun.status == "ok" and not rerun.cached
     assert seen == {"norm_factor": bundle.norm_factor, "log_scale": bundle.log_scale}
-    np.testing.assert_array_equal(ctx.layout.arrays.read("pred", keys.infer)["patches"], stored)
+    np.testing.assert_array_equal(ctx.layout.outputs.read("infer", keys.infer, Prediction).patches, stored)
 
 
 def test_huge_learning_rate_is_a_diverged_outcome(tmp_path: Path) -> None:
     s = _scenario("torch", epochs=4, lr=1e6)
     ctx, keys = _ctx(tmp_path, s), scenario_keys(s)
-    outcomes = run_scenario_inline(ctx, s, keys)
+    outcomes = run_scenario_inline(ctx, s)
     train = outcomes[-1]
     assert train.stage == "train" and train.status == "diverged", train.error
     assert isinstance(train.info["diverged_epoch"], int)

@@ -1,0 +1,280 @@
+"""Typed stage outputs: one frozen dataclass per output kind of the registry, with its reader/writer.
+
+A stage returns one of these (or nothing); :class:`OutputStore` writes it under
+``arrays.zarr/<stage>/<key>`` with the stage's recorded outcome and the completion marker last, and
+reads it back as the same class. Fields declared with :func:`array` are zarr arrays (with their
+dimension names); every other field is a JSON attribute. Outside ``storage/`` nothing reads array
+names or attribute paths by string.
+
+======================  ==============================  =========================================
+output kind             class                           stages
+======================  ==============================  =========================================
+``simulated``           :class:`SimulatedData`          simulate
+``groups``              :class:`Groups`                 group
+``bundle``              :class:`Bundle`                 train (weights in ``models/<key>/``)
+``prediction``          :class:`Prediction`             oracle, infer, transplant
+``reconstruction``      :class:`Reconstruction`         stitch
+``evaluation``          :class:`Evaluation`             evaluate
+``comparison``          :class:`Comparison`             parity
+======================  ==============================  =========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+
+from ptycho_dist.errors import StorageError
+from ptycho_dist.storage.arrays import ArrayStore, NamedArray, StageGroup
+from ptycho_dist.storage.bundles import read_bundle_files, write_bundle_files
+from ptycho_dist.study.registry import OUTPUT_KINDS, stage_def
+
+__all__ = ["StageOutput", "SimulatedData", "Groups", "Bundle", "Prediction", "Reconstruction", "Evaluation",
+           "Comparison", "OUTPUT_TYPES", "OutputStore", "Outcome", "array"]
+
+T = TypeVar("T", bound="StageOutput")
+
+
+def array(*dims: str) -> Any:
+    """Declare a dataclass field as a stored array with dimension names ``dims``."""
+    return field(metadata={"dims": dims})
+
+
+@dataclass(frozen=True)
+class StageOutput:
+    """Base of the typed outputs: array fields go to zarr, the others to JSON attributes."""
+
+    kind: ClassVar[str] = ""
+
+    def to_store(self) -> tuple[dict[str, NamedArray], dict[str, Any]]:
+        """(arrays, attributes) as stored."""
+        arrays: dict[str, NamedArray] = {}
+        attrs: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if "dims" in f.metadata:
+                arrays[f.name] = NamedArray(np.asarray(value), f.metadata["dims"])
+            else:
+                attrs[f.name] = value
+        return arrays, attrs
+
+    @classmethod
+    def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
+        """Read back what :meth:`to_store` wrote (``models`` is the run's bundle folder)."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if "dims" in f.metadata:
+                values[f.name] = group[f.name]
+            elif f.name in group.attrs:
+                values[f.name] = group.attrs[f.name]
+            else:
+                raise StorageError(f"{group.path}: no attribute {f.name!r} of a {cls.kind} output")
+        return cls(**values)
+
+    def write_files(self, models: Path, key: str) -> None:
+        """Files stored beside the array group (none but for bundles)."""
+
+
+@dataclass(frozen=True)
+class SimulatedData(StageOutput):
+    """What ``simulate`` stores: the truth and the measured data of one data point."""
+
+    kind: ClassVar[str] = "simulated"
+    object: np.ndarray = array("y", "x")
+    """complex64 (H, W): the true object."""
+    probe: np.ndarray = array("py", "px")
+    """complex64 (N, N): the probe, normalized as the spec says."""
+    positions: np.ndarray = array("pattern", "xy")
+    """float64 (P, 2): probe centres (x, y) in object pixels."""
+    counts: np.ndarray = array("pattern", "ky", "kx")
+    """float32 (P, N, N): diffraction counts (Poisson draws or expected counts)."""
+    truth_patches: np.ndarray = array("pattern", "py", "px")
+    """complex64 (P, N, N): the true object patches at every position."""
+    scale: float
+    """The dose scale s of PHYSICS.md (counts = s² |F(P·O)|²)."""
+    nphotons: float
+    """Mean total photons per pattern (``dose.nphotons``)."""
+    probe_factor: float
+    """The probe normalization factor applied (1 when not normalized)."""
+
+
+@dataclass(frozen=True)
+class Groups(StageOutput):
+    """What ``group`` stores."""
+
+    kind: ClassVar[str] = "groups"
+    indices: np.ndarray = array("group", "member")
+    """int64 (B, C): scan-position index of every member, C = gridsize²."""
+    centers: np.ndarray = array("group", "xy")
+    """float64 (B, 2): group centres (x, y), the mean of the members' positions."""
+    relative: np.ndarray = array("group", "member", "xy")
+    """float64 (B, C, 2): member position minus group centre (this project's sign convention)."""
+    gridsize: int
+
+    def positions(self, relative_sign: int = 1) -> np.ndarray:
+        """float64 (B, C, 2): absolute member positions, centre + ``relative_sign`` x relative."""
+        return self.centers[:, None, :] + relative_sign * self.relative
+
+
+@dataclass(frozen=True)
+class Bundle(StageOutput):
+    """A trained model: canonical weights (``docs/weight_layout.md``) and the scalars inference reuses."""
+
+    kind: ClassVar[str] = "bundle"
+    weights: Mapping[str, np.ndarray]
+    """Named float32 arrays (conv kernels HWIO)."""
+    meta: Mapping[str, Any]
+    """bundle.json: backend, config, norm_factor, log_scale, training summary, library versions."""
+
+    @property
+    def norm_factor(self) -> float:
+        return float(self.meta["norm_factor"])
+
+    @property
+    def log_scale(self) -> float:
+        return float(self.meta["log_scale"])
+
+    def to_store(self) -> tuple[dict[str, NamedArray], dict[str, Any]]:
+        return {}, {}
+
+    def write_files(self, models: Path, key: str) -> None:
+        write_bundle_files(models, key, dict(self.weights), dict(self.meta))
+
+    @classmethod
+    def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
+        weights, meta = read_bundle_files(models, group.path.rsplit("/", 1)[-1])
+        return cls(weights=weights, meta=meta)  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class Prediction(StageOutput):
+    """Predicted object patches of every group member (and the predicted diffraction amplitudes)."""
+
+    kind: ClassVar[str] = "prediction"
+    patches: np.ndarray = array("group", "member", "py", "px")
+    """complex64 (B, C, N, N)."""
+    backend: str
+    """The backend that computed it (``oracle`` for the true patches)."""
+    amplitude: np.ndarray | None = None
+    """float32 (B, C, N, N) predicted diffraction amplitude (model arms), None for the oracle."""
+
+    def to_store(self) -> tuple[dict[str, NamedArray], dict[str, Any]]:
+        arrays = {"patches": NamedArray(np.asarray(self.patches), ("group", "member", "py", "px"))}
+        if self.amplitude is not None:
+            arrays["amplitude"] = NamedArray(np.asarray(self.amplitude), ("group", "member", "ky", "kx"))
+        return arrays, {"backend": self.backend}
+
+    @classmethod
+    def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
+        amp = group["amplitude"] if "amplitude" in group.names() else None
+        return cls(patches=group["patches"], amplitude=amp, backend=group.attrs["backend"])  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class Reconstruction(StageOutput):
+    """A stitched object on a canvas (see :class:`ptycho_dist.stitching.StitchResult`)."""
+
+    kind: ClassVar[str] = "reconstruction"
+    canvas: np.ndarray = array("y", "x")
+    """complex64 (H', W'): the stitched object."""
+    coverage: np.ndarray = array("y", "x")
+    """float64 (H', W'): summed weights per pixel."""
+    origin: list[float]
+    """(x, y) of canvas pixel (0, 0) in object pixels."""
+    crop: int
+    """Central crop of each patch that was stitched (N when none)."""
+    frame: str
+    """``object`` or ``centered`` (StitchSpec.frame)."""
+
+
+@dataclass(frozen=True)
+class Evaluation(StageOutput):
+    """The rows of an evaluation against the truth (no arrays)."""
+
+    kind: ClassVar[str] = "evaluation"
+    metrics: list[dict[str, Any]]
+    """One row per (target, channel) of the ``metrics`` table."""
+    bias: list[dict[str, Any]]
+    """The ``bias`` row(s)."""
+
+    def metric(self, target: str, channel: str, name: str) -> float:
+        """One figure of the ``metrics`` rows (NaN when absent)."""
+        for r in self.metrics:
+            if r["target"] == target and r["channel"] == channel:
+                value = r.get(name)
+                return float(value) if value is not None else float("nan")
+        return float("nan")
+
+
+@dataclass(frozen=True)
+class Comparison(StageOutput):
+    """The row of a comparison of two arms (``parity``)."""
+
+    kind: ClassVar[str] = "comparison"
+    row: dict[str, Any]
+    """The ``parity`` row."""
+
+
+#: output kind -> class (every kind of the registry has exactly one)
+OUTPUT_TYPES: dict[str, type[StageOutput]] = {c.kind: c for c in (
+    SimulatedData, Groups, Bundle, Prediction, Reconstruction, Evaluation, Comparison)}
+if set(OUTPUT_TYPES) != set(OUTPUT_KINDS):  # pragma: no cover - a programming error, caught on import
+    raise ImportError(f"output types {sorted(OUTPUT_TYPES)} do not match the registry's {sorted(OUTPUT_KINDS)}")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a stage stored beside its output so that a cache hit replays it."""
+
+    status: str
+    seconds: float
+    rows: Mapping[str, list[dict[str, Any]]]
+    info: Mapping[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "seconds": self.seconds, "rows": dict(self.rows), "info": dict(self.info)}
+
+
+class OutputStore:
+    """Typed access to the stage outputs of one run (``arrays.zarr/<stage>/<key>`` + bundles)."""
+
+    def __init__(self, arrays: ArrayStore, models: Path) -> None:
+        self.arrays = arrays
+        self.models = Path(models)
+
+    def is_complete(self, stage: str, key: str) -> bool:
+        return self.arrays.is_complete(stage, key)
+
+    def write(self, stage: str, key: str, output: StageOutput | None, outcome: Outcome) -> None:
+        """Write ``output`` (files first), then the array group with the outcome and the marker last."""
+        kind = stage_def(stage).output
+        if output is not None and output.kind != kind:
+            raise StorageError(f"stage {stage!r} stores {kind!r} outputs, got a {output.kind!r} one")
+        arrays, attrs = output.to_store() if output is not None else ({}, {})
+        if output is not None:
+            output.write_files(self.models, key)
+        self.arrays.write(stage, key, arrays, {**attrs, "outcome": outcome.to_dict(), "has_output": output is not None})
+
+    def read(self, stage: str, key: str, cls: type[T]) -> T:
+        """The output of ``stage`` with ``key`` as ``cls`` (StorageError if the stage stores another kind)."""
+        kind = stage_def(stage).output
+        if cls.kind != kind:
+            raise StorageError(f"stage {stage!r} stores {kind!r} outputs, not {cls.kind!r}")
+        group = self.arrays.read(stage, key)
+        if not group.attrs.get("has_output", True):
+            raise StorageError(f"{group.path}: the stage stored no output (status "
+                               f"{group.attrs.get('outcome', {}).get('status')!r})")
+        return cls.from_store(group, self.models)
+
+    def outcome(self, stage: str, key: str) -> Outcome | None:
+        """The recorded outcome of a complete output, or None when it must be computed."""
+        if not self.arrays.is_complete(stage, key):
+            return None
+        rec = self.arrays.read(stage, key).attrs.get("outcome", {})
+        return Outcome(rec.get("status", "ok"), float(rec.get("seconds", 0.0)), rec.get("rows", {}),
+                       rec.get("info", {}))
