@@ -1,7 +1,8 @@
 """``ptycho-dist``: argument parsing only; every command calls the package API.
 
 Exit codes: 0 success; 1 a command failed (or scenarios failed with ``--strict``); 2 bad input,
-reported as one line naming the file and the field path.
+reported as one line naming the file and the field path. :data:`EXIT_CODES` maps exception classes
+to exit codes in one place.
 """
 
 from __future__ import annotations
@@ -17,11 +18,29 @@ from rich.console import Console
 from rich.table import Table
 
 from ptycho_dist import __version__
-from ptycho_dist.errors import PtychoDistError, SpecError
+from ptycho_dist.errors import ModelError, PtychoDistError, SpecError, StorageError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_CODES", "exit_code"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+#: exception class -> (exit code, label); the first class the exception is an instance of wins.
+#: Bad input (a spec, an argument, a folder that is not a run) is 2 with a one-line message; every
+#: other error of ours is 1 ("error: ..."); anything else is a bug and keeps its traceback.
+EXIT_CODES: tuple[tuple[type[PtychoDistError], int, str], ...] = (
+    (SpecError, EXIT_BAD_INPUT, ""),
+    (StorageError, EXIT_FAILED, "storage error: "),
+    (ModelError, EXIT_FAILED, "model error: "),
+    (PtychoDistError, EXIT_FAILED, "error: "),
+)
+
+
+def exit_code(exc: PtychoDistError) -> tuple[int, str]:
+    """(exit code, message prefix) of ``exc`` from :data:`EXIT_CODES`."""
+    for cls, code, label in EXIT_CODES:
+        if isinstance(exc, cls):
+            return code, label
+    return EXIT_FAILED, "error: "  # pragma: no cover - PtychoDistError closes the table
 
 
 def _console() -> Console:
@@ -108,8 +127,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
     """Open a run directory; a folder that is not a run is bad input (exit 2)."""
-    from ptycho_dist.errors import StorageError
-
     try:
         return opener(run_dir)
     except StorageError as exc:
@@ -193,12 +210,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except SpecError as exc:
-        print(f"ptycho-dist {args.command}: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except PtychoDistError as exc:
-        print(f"ptycho-dist {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        code, label = exit_code(exc)
+        print(f"ptycho-dist {args.command}: {label}{exc}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ptycho_dist.cli import main
+from ptycho_dist.errors import GroupingError, ModelError, SpecError, StorageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,3 +67,21 @@ def test_query_csv_holds_list_columns() -> None:
     lines = format_table(table, "csv").splitlines()
     assert lines[0] == '"gs","widths","name"'
     assert lines[1] == '1,"[0.5, 1.0]","a"' and lines[2] == '2,,"b"'
+
+
+@pytest.mark.parametrize(("exc", "code", "prefix"), [
+    (SpecError("x.toml: base.dose.nphotons: bad"), 2, "ptycho-dist validate: x.toml"),
+    (StorageError("run/arrays.zarr: unreadable"), 1, "ptycho-dist validate: storage error: run/"),
+    (ModelError("no CUDA device"), 1, "ptycho-dist validate: model error: no CUDA"),
+    (GroupingError("too few positions"), 1, "ptycho-dist validate: error: too few"),
+])
+def test_exit_codes_come_from_one_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                                        exc: Exception, code: int, prefix: str) -> None:
+    import ptycho_dist.cli as cli
+
+    def boom(args: object) -> int:
+        raise exc
+
+    monkeypatch.setattr(cli, "cmd_validate", boom)
+    assert cli.main(["validate", "whatever.toml"]) == code
+    assert capsys.readouterr().err.startswith(prefix)

@@ -36,7 +36,7 @@ from typing import Any, Self
 from pydantic import Field, ValidationError, field_validator
 
 from ptycho_dist.errors import SpecError
-from ptycho_dist.study.errors import describe_error, first_error_message, format_loc
+from ptycho_dist.study.messages import describe_error, first_error_message, format_loc
 from ptycho_dist.study.spec import Scenario, SpecModel
 
 __all__ = ["StudyMeta", "StudyFile", "Axis", "Study", "parse_study", "study_from_dict", "axis_paths"]

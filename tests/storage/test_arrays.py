@@ -24,15 +24,15 @@ def test_write_read_round_trip(tmp_path: Path, rng: np.random.Generator) -> None
     store = _store(tmp_path)
     counts = rng.poisson(5.0, size=(600, 16, 16)).astype(np.float32)
     obj = (rng.normal(size=(40, 40)) + 1j * rng.normal(size=(40, 40))).astype(np.complex64)
-    assert not store.is_complete("sim", "k1")
-    store.write("sim", "k1", {"counts": NamedArray(counts, ("pattern", "ky", "kx")),
+    assert not store.is_complete("simulate", "k1")
+    store.write("simulate", "k1", {"counts": NamedArray(counts, ("pattern", "ky", "kx")),
                               "object": NamedArray(obj, ("y", "x"))}, {"scale": 2.5})
-    assert store.is_complete("sim", "k1")
-    group = store.read("sim", "k1")
+    assert store.is_complete("simulate", "k1")
+    group = store.read("simulate", "k1")
     np.testing.assert_array_equal(group["counts"], counts)
     np.testing.assert_array_equal(group["object"], obj)
     assert group.attrs["scale"] == 2.5 and group.attrs[MARKER]["complete"] is True
-    meta = json.loads((store.path / "sim" / "k1" / "counts" / "zarr.json").read_text())
+    meta = json.loads((store.path / "simulate" / "k1" / "counts" / "zarr.json").read_text())
     assert meta["dimension_names"] == ["pattern", "ky", "kx"]
     assert meta["chunk_grid"]["configuration"]["chunk_shape"] == [CHUNK_ITEMS, 16, 16]
     assert any(c["name"] == "blosc" and c["configuration"]["cname"] == "zstd" for c in meta["codecs"])
@@ -52,13 +52,13 @@ def test_unfinished_group_is_never_read_and_is_rewritten(tmp_path: Path) -> None
 
 def test_opens_with_xarray(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    store.write("recon", "k3", {"canvas": NamedArray(np.ones((8, 9), np.complex64), ("y", "x"))}, {})
-    ds = xr.open_zarr(store.path / "recon" / "k3", zarr_format=3, consolidated=False)
+    store.write("stitch", "k3", {"canvas": NamedArray(np.ones((8, 9), np.complex64), ("y", "x"))}, {})
+    ds = xr.open_zarr(store.path / "stitch" / "k3", zarr_format=3, consolidated=False)
     assert ds["canvas"].dims == ("y", "x") and ds["canvas"].shape == (8, 9)
 
 
 def test_bad_dims_and_kind(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="dimension names"):
         NamedArray(np.zeros((2, 2)), ("y",))
-    with pytest.raises(StorageError, match="unknown output kind"):
+    with pytest.raises(StorageError, match="unknown stage .nope.; expected one of"):
         _store(tmp_path).write("nope", "k", {}, {})
