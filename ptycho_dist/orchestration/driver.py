@@ -107,11 +107,11 @@ def _scenario_rows(study: Study, unit: Unit, outcomes: dict[NodeId, StageOutcome
     }
     keys = dict(unit.nodes)
     for stage in STAGES:
-        oc = by_stage.get(stage)
-        ran = oc is not None and not oc.info.get("skipped")
+        got = by_stage.get(stage)
+        ran = got is not None and not got.info.get("skipped")
         row[f"key_{stage}"] = keys.get(stage)
-        row[f"seconds_{stage}"] = oc.seconds if ran and oc is not None else None
-        row[f"cached_{stage}"] = oc.cached if ran and oc is not None else None
+        row[f"seconds_{stage}"] = got.seconds if ran and got is not None else None
+        row[f"cached_{stage}"] = got.cached if ran and got is not None else None
     row.update(flatten_scenario(unit.arms[0]))
     tables["scenarios"] = [row]
     return dict(tables)
@@ -207,9 +207,9 @@ class _Scheduler:
 
     def commit(self, unit: Unit) -> None:
         if unit.kind == "scenario":
-            rows = _scenario_rows(self.study, unit, self.outcomes)
-            self.layout.tables.write_scenario(unit.id, rows)
-            st = rows["scenarios"][0]
+            scenario_rows = _scenario_rows(self.study, unit, self.outcomes)
+            self.layout.tables.write_scenario(unit.id, scenario_rows)
+            st = scenario_rows["scenarios"][0]
             if st["status"] != "ok":
                 self.summary.failures.append((unit.id, st["failed_stage"], st["error"] or st["status"]))
             return

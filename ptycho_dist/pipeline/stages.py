@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho_dist import grouping, physics
+from ptycho_dist.errors import SpecError
 from ptycho_dist.evaluation import evaluate_reconstruction
 from ptycho_dist.physics.diagnostics import canvas_requirement
 from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
@@ -37,7 +38,8 @@ def make_object(s: Scenario, rng: np.random.Generator) -> np.ndarray:
     if o.kind == "siemens_star":
         return physics.siemens_star_object(shape, n_spokes=o.n_spokes, amplitude_range=o.amplitude_range,
                                            phase_range=o.phase_range)
-    assert o.path is not None
+    if o.path is None:  # the spec requires a path for kind "file"; a hand-built spec may lack it
+        raise SpecError("object.path: required when object.kind = 'file'")
     return physics.object_from_array(load_user_array(o.path, field="object.path"))
 
 
@@ -51,7 +53,8 @@ def make_probe(s: Scenario) -> tuple[np.ndarray, float]:
     elif p.kind == "zone_plate":
         probe = physics.zone_plate_probe(p.n, radius=p.radius, defocus=p.defocus)
     else:
-        assert p.path is not None
+        if p.path is None:
+            raise SpecError("probe.path: required when probe.kind = 'file'")
         probe = physics.probe_from_array(load_user_array(p.path, field="probe.path"), n=p.n)
     if not p.normalize:
         return probe, 1.0
@@ -64,7 +67,8 @@ def make_positions(s: Scenario, object_shape: tuple[int, int], rng: np.random.Ge
     if sc.kind == "grid":
         pos = physics.grid_scan(object_shape, n, step=sc.step, jitter=sc.jitter, margin=sc.margin, rng=rng)
         return pos[: sc.n_positions] if sc.n_positions is not None else pos
-    assert sc.n_positions is not None
+    if sc.n_positions is None:
+        raise SpecError(f"scan.n_positions: required for a {sc.kind} scan")
     if sc.kind == "random":
         return physics.random_scan(object_shape, n, n_positions=sc.n_positions, margin=sc.margin, rng=rng)
     return physics.fermat_scan(object_shape, n, n_positions=sc.n_positions, step=sc.step, margin=sc.margin)

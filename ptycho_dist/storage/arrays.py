@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -79,7 +79,7 @@ class ArrayStore:
         for stage in STAGES:
             root.require_group(stage)
 
-    def _root(self, mode: str = "r") -> Any:
+    def _root(self, mode: Literal["r", "r+", "a"] = "r") -> Any:
         try:
             return zarr.open_group(str(self.path), mode=mode, zarr_format=3)
         except FileNotFoundError as exc:

@@ -2,7 +2,7 @@
 
 A stage returns one of these (or nothing); :class:`OutputStore` writes it under
 ``arrays.zarr/<stage>/<key>`` with the stage's recorded outcome and the completion marker last, and
-reads it back as the same class. Fields declared with :func:`array` are zarr arrays (with their
+reads it back as the same class. Fields annotated ``Annotated[np.ndarray, Dims(...)]`` are zarr arrays (with their
 dimension names); every other field is a JSON attribute. Outside ``storage/`` nothing reads array
 names or attribute paths by string.
 
@@ -25,7 +25,8 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+import typing
+from typing import Annotated, Any, ClassVar, TypeVar
 
 import numpy as np
 
@@ -35,14 +36,30 @@ from ptycho_dist.storage.bundles import read_bundle_files, write_bundle_files
 from ptycho_dist.study.registry import OUTPUT_KINDS, stage_def
 
 __all__ = ["StageOutput", "SimulatedData", "Groups", "Bundle", "Prediction", "Reconstruction", "Evaluation",
-           "Comparison", "OUTPUT_TYPES", "OutputStore", "Outcome", "array"]
+           "Comparison", "OUTPUT_TYPES", "OutputStore", "Outcome", "Dims"]
 
 T = TypeVar("T", bound="StageOutput")
 
 
-def array(*dims: str) -> Any:
-    """Declare a dataclass field as a stored array with dimension names ``dims``."""
-    return field(metadata={"dims": dims})
+@dataclass(frozen=True)
+class Dims:
+    """Marks a field ``Annotated[np.ndarray, Dims("y", "x")]`` as a stored array with these dimension names."""
+
+    names: tuple[str, ...]
+
+    def __init__(self, *names: str) -> None:
+        object.__setattr__(self, "names", names)
+
+
+def _array_fields(cls: type) -> dict[str, tuple[str, ...]]:
+    """Field name -> dimension names, for the fields annotated with :class:`Dims`."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out: dict[str, tuple[str, ...]] = {}
+    for f in dataclasses.fields(cls):
+        for meta in getattr(hints[f.name], "__metadata__", ()):
+            if isinstance(meta, Dims):
+                out[f.name] = meta.names
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,12 +70,14 @@ class StageOutput:
 
     def to_store(self) -> tuple[dict[str, NamedArray], dict[str, Any]]:
         """(arrays, attributes) as stored."""
+        dims = _array_fields(type(self))
         arrays: dict[str, NamedArray] = {}
         attrs: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if "dims" in f.metadata:
-                arrays[f.name] = NamedArray(np.asarray(value), f.metadata["dims"])
+            if f.name in dims:
+                if value is not None:  # an optional array that is absent is not stored
+                    arrays[f.name] = NamedArray(np.asarray(value), dims[f.name])
             else:
                 attrs[f.name] = value
         return arrays, attrs
@@ -66,10 +85,12 @@ class StageOutput:
     @classmethod
     def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
         """Read back what :meth:`to_store` wrote (``models`` is the run's bundle folder)."""
+        dims = _array_fields(cls)
+        stored = set(group.names())
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            if "dims" in f.metadata:
-                values[f.name] = group[f.name]
+            if f.name in dims:
+                values[f.name] = group[f.name] if f.name in stored else None
             elif f.name in group.attrs:
                 values[f.name] = group.attrs[f.name]
             else:
@@ -85,15 +106,15 @@ class SimulatedData(StageOutput):
     """What ``simulate`` stores: the truth and the measured data of one data point."""
 
     kind: ClassVar[str] = "simulated"
-    object: np.ndarray = array("y", "x")
+    object: Annotated[np.ndarray, Dims("y", "x")]
     """complex64 (H, W): the true object."""
-    probe: np.ndarray = array("py", "px")
+    probe: Annotated[np.ndarray, Dims("py", "px")]
     """complex64 (N, N): the probe, normalized as the spec says."""
-    positions: np.ndarray = array("pattern", "xy")
+    positions: Annotated[np.ndarray, Dims("pattern", "xy")]
     """float64 (P, 2): probe centres (x, y) in object pixels."""
-    counts: np.ndarray = array("pattern", "ky", "kx")
+    counts: Annotated[np.ndarray, Dims("pattern", "ky", "kx")]
     """float32 (P, N, N): diffraction counts (Poisson draws or expected counts)."""
-    truth_patches: np.ndarray = array("pattern", "py", "px")
+    truth_patches: Annotated[np.ndarray, Dims("pattern", "py", "px")]
     """complex64 (P, N, N): the true object patches at every position."""
     scale: float
     """The dose scale s of PHYSICS.md (counts = s² |F(P·O)|²)."""
@@ -108,11 +129,11 @@ class Groups(StageOutput):
     """What ``group`` stores."""
 
     kind: ClassVar[str] = "groups"
-    indices: np.ndarray = array("group", "member")
+    indices: Annotated[np.ndarray, Dims("group", "member")]
     """int64 (B, C): scan-position index of every member, C = gridsize²."""
-    centers: np.ndarray = array("group", "xy")
+    centers: Annotated[np.ndarray, Dims("group", "xy")]
     """float64 (B, 2): group centres (x, y), the mean of the members' positions."""
-    relative: np.ndarray = array("group", "member", "xy")
+    relative: Annotated[np.ndarray, Dims("group", "member", "xy")]
     """float64 (B, C, 2): member position minus group centre (this project's sign convention)."""
     gridsize: int
 
@@ -156,23 +177,12 @@ class Prediction(StageOutput):
     """Predicted object patches of every group member (and the predicted diffraction amplitudes)."""
 
     kind: ClassVar[str] = "prediction"
-    patches: np.ndarray = array("group", "member", "py", "px")
+    patches: Annotated[np.ndarray, Dims("group", "member", "py", "px")]
     """complex64 (B, C, N, N)."""
     backend: str
     """The backend that computed it (``oracle`` for the true patches)."""
-    amplitude: np.ndarray | None = None
+    amplitude: Annotated[np.ndarray | None, Dims("group", "member", "ky", "kx")] = None
     """float32 (B, C, N, N) predicted diffraction amplitude (model arms), None for the oracle."""
-
-    def to_store(self) -> tuple[dict[str, NamedArray], dict[str, Any]]:
-        arrays = {"patches": NamedArray(np.asarray(self.patches), ("group", "member", "py", "px"))}
-        if self.amplitude is not None:
-            arrays["amplitude"] = NamedArray(np.asarray(self.amplitude), ("group", "member", "ky", "kx"))
-        return arrays, {"backend": self.backend}
-
-    @classmethod
-    def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
-        amp = group["amplitude"] if "amplitude" in group.names() else None
-        return cls(patches=group["patches"], amplitude=amp, backend=group.attrs["backend"])  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)
@@ -180,9 +190,9 @@ class Reconstruction(StageOutput):
     """A stitched object on a canvas (see :class:`ptycho_dist.stitching.StitchResult`)."""
 
     kind: ClassVar[str] = "reconstruction"
-    canvas: np.ndarray = array("y", "x")
+    canvas: Annotated[np.ndarray, Dims("y", "x")]
     """complex64 (H', W'): the stitched object."""
-    coverage: np.ndarray = array("y", "x")
+    coverage: Annotated[np.ndarray, Dims("y", "x")]
     """float64 (H', W'): summed weights per pixel."""
     origin: list[float]
     """(x, y) of canvas pixel (0, 0) in object pixels."""

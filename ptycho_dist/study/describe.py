@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -35,7 +35,7 @@ def describe_study(study: Study) -> Group:
         if n:
             d = stage_def(stage)
             stages.add_row(stage, str(n), d.scope, d.doc)
-    parts = [head]
+    parts: list[RenderableType] = [head]
     if study.meta.description:
         parts.append(Text(study.meta.description, style="italic"))
     parts += [axes, stages]

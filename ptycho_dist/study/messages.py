@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -37,7 +37,7 @@ def _suggest(name: str, options: Sequence[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def describe_error(err: dict[str, Any], root: type[BaseModel] | None) -> tuple[tuple[str | int, ...], str]:
+def describe_error(err: Mapping[str, Any], root: type[BaseModel] | None) -> tuple[tuple[str | int, ...], str]:
     """(location, message) for one pydantic error dict; unknown keys get a "did you mean"."""
     loc = tuple(err["loc"])
     if err["type"] == "extra_forbidden":
