@@ -21,7 +21,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from ptycho_dist.report.summary import parity_overview, swept_columns, training_parity  # noqa: E402
+from ptycho_dist.report.summary import (  # noqa: E402
+    parity_overview,
+    stage_overview,
+    swept_columns,
+    training_parity,
+)
 from ptycho_dist.results import Results  # noqa: E402
 from ptycho_dist.storage.files import write_text_atomic  # noqa: E402
 from ptycho_dist.storage.outputs import Reconstruction, SimulatedData  # noqa: E402
@@ -149,6 +154,8 @@ not its structure as patch_amp_structure_r near 0 (1: the true structure); a los
 far from 1.</p>{_html_table(diag)}
 {parity_html}
 <h2>Failures</h2>{_html_table(failed) if failed.num_rows else '<p>None.</p>'}
+<h2>Stages</h2><p>Distinct outputs per stage (a stage shared by several scenarios runs once), computed in
+the run that recorded them or taken from the cache, and their compute seconds.</p>{_html_table(stage_overview(run))}
 <h2>Study</h2><pre>{html.escape(json.dumps(info['spec']['study'], indent=1))}</pre>
 </body></html>"""
     path = run.layout.report / "index.html"

@@ -16,13 +16,13 @@ from ptycho_dist.evaluation.parity import seed_spread_tolerance
 from ptycho_dist.results import Results
 from ptycho_dist.results import open as open_run
 from ptycho_dist.storage.tables import STAGES as SCENARIO_STAGES
-from ptycho_dist.study.registry import STAGES
+from ptycho_dist.study.registry import STAGES, stage_def
 
 if TYPE_CHECKING:
     from ptycho_dist.orchestration.driver import RunSummary
 
 __all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich",
-           "parity_overview", "swept_columns", "training_parity"]
+           "parity_overview", "swept_columns", "training_parity", "stage_overview"]
 
 def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str = "{:.4g}") -> Table:
     """A rich table of an Arrow table (floats shortened)."""
@@ -70,6 +70,26 @@ def metrics_overview(run: Results) -> pa.Table:
         group by all order by all
         """
     )
+
+
+def stage_overview(run: Results) -> pa.Table:
+    """Per stage of the registry: distinct outputs the recorded scenarios use, how many the run that
+    recorded them computed, cache hits, and the compute seconds of the distinct outputs (a stage shared
+    by several scenarios is counted once). Pair-scope stages: the number of pairs recorded."""
+    parts = [f"""select '{stage}' as stage, {i} as ord, '{stage_def(stage).scope}' as scope,
+                count(distinct key_{stage}) as outputs,
+                count(distinct case when not cached_{stage} then key_{stage} end) as computed,
+                count(distinct case when cached_{stage} then key_{stage} end) as cache_hits,
+                (select sum(sec) from (select any_value(seconds_{stage}) as sec from scenarios
+                 where key_{stage} is not null and not cached_{stage} group by key_{stage})) as seconds
+             from scenarios where key_{stage} is not null"""
+             for i, stage in enumerate(STAGES) if stage in SCENARIO_STAGES]
+    pairs = run.table("parity").num_rows
+    table = run.sql(" union all ".join(parts) + " order by ord").drop(["ord"])
+    rows = [r for r in table.to_pylist() if r["outputs"]]
+    rows += [{"stage": st, "scope": "pair", "outputs": pairs, "computed": None, "cache_hits": None, "seconds": None}
+             for st in STAGES if stage_def(st).scope == "pair" and pairs]
+    return pa.Table.from_pylist(rows, schema=table.schema)
 
 
 def parity_overview(run: Results) -> pa.Table:
