@@ -111,7 +111,7 @@ def test_torch_arm_bundle_scales_are_reused_at_inference(tmp_path: Path, monkeyp
 
 def test_huge_learning_rate_is_a_diverged_outcome(tmp_path: Path) -> None:
     s = _scenario("torch", epochs=4, lr=1e6)
-    ctx, keys = _ctx(tmp_path, s), scenario_keys(s)
+    ctx = _ctx(tmp_path, s)
     outcomes = run_scenario_inline(ctx, s)
     train = outcomes[-1]
     assert train.stage == "train" and train.status == "diverged", train.error
