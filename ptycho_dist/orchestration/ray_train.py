@@ -3,7 +3,7 @@
 :func:`train_pinn_distributed` runs the same Lightning module, data split and normalization as
 :func:`ptycho_dist.models.torch.train.train_pinn` on ``num_workers`` Ray Train workers
 (``TorchTrainer`` with ``RayDDPStrategy`` and ``RayLightningEnvironment``; gloo on CPU, NCCL on
-GPU) and returns one :class:`~ptycho_dist.models.common.TrainResult` whose weights come from
+GPU) and returns one :class:`~ptycho_dist.models.TrainResult` whose weights come from
 rank 0 (DDP keeps the ranks' weights identical).
 
 Data parallelism: the training split is sharded with a ``DistributedSampler`` seeded with the run's
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ptycho_dist.errors import SpecError, StageError
-from ptycho_dist.models.common import PinnConfig, TrainData, TrainResult
+from ptycho_dist.models import PinnConfig, TrainData, TrainResult
 
 __all__ = ["train_pinn_distributed"]
 

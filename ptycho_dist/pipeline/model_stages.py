@@ -8,12 +8,11 @@ pool). Multi-worker training is injected by the orchestration layer through
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 
-from ptycho_dist.models.common import PinnConfig, TrainData
+from ptycho_dist.models import Backend, PinnConfig, TrainData, load_backend
 from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows, register_stage
 from ptycho_dist.storage.arrays import NamedArray
 from ptycho_dist.storage.bundles import read_bundle, write_bundle
@@ -24,21 +23,13 @@ __all__ = ["pinn_config", "backend_module"]
 
 
 def pinn_config(s: Scenario) -> PinnConfig:
-    """The model configuration of scenario ``s``."""
-    m, t = s.model, s.training
-    return PinnConfig(
-        n=s.probe.n, gridsize=s.grouping.gridsize, filters=m.filters, loss=m.loss,
-        amp_activation=m.amp_activation, object_big=m.object_big, trainable_scale=m.trainable_scale,
-        log_scale_init=m.log_scale_init, lr=t.lr, batch_size=t.batch_size, epochs=t.epochs,
-        plateau_factor=t.plateau_factor, plateau_patience=t.plateau_patience, min_lr=t.min_lr,
-        early_stopping_patience=t.early_stopping_patience, val_fraction=t.val_fraction)
+    """The model configuration of scenario ``s`` (:meth:`PinnConfig.from_scenario`)."""
+    return PinnConfig.from_scenario(s)
 
 
-def backend_module(backend: str) -> Any:
-    """``ptycho_dist.models.torch.train`` or ``ptycho_dist.models.tf.train`` (imported on demand)."""
-    if backend not in ("torch", "tf"):
-        raise ValueError(f"no model backend {backend!r}")
-    return importlib.import_module(f"ptycho_dist.models.{backend}.train")
+def backend_module(backend: str) -> Backend:
+    """``ptycho_dist.models.torch.train`` or ``ptycho_dist.models.tf.train`` (:func:`load_backend`)."""
+    return load_backend(backend)
 
 
 def _exp(x: float) -> float:
