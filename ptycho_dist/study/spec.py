@@ -12,13 +12,15 @@ import json
 import math
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "PINN_BACKENDS",
     "PINN_SIZES",
     "encoder_blocks",
     "validation_groups",
+    "rule_error",
     "SpecModel",
     "ObjectSpec",
     "ProbeSpec",
@@ -53,6 +55,19 @@ def validation_groups(n_groups: int, val_fraction: float) -> int:
     ``val_fraction > 0`` (Python's round, half to even). The rest is the training split."""
     n_val = int(round(val_fraction * n_groups))
     return max(n_val, 1) if val_fraction > 0 else n_val
+
+
+def rule_error(model: str, loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+    """A validation error of a cross-field rule, located at the field ``loc`` it blames.
+
+    Raised from a model validator, it keeps its location (nested under the parent's field), so that
+    the one-line message names the dotted field path: ``base.training.min_lr: must be at most
+    training.lr = 5e-05 (...), got 0.0001``. ``message`` says what was expected; the value received
+    is appended as ", got <value>" by :func:`ptycho_dist.study.errors.describe_error`.
+    """
+    error = PydanticCustomError("spec_rule", message.replace("{", "{{").replace("}", "}}"))
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=loc, input=value)])
 
 
 def _min_groups(val_fraction: float) -> int:
@@ -192,9 +207,10 @@ class GroupingSpec(SpecModel):
     def _check(self) -> Self:
         need = self.gridsize**2 - 1
         if self.k_neighbors is not None and self.k_neighbors < need:
-            raise ValueError(
-                f"k_neighbors must be at least gridsize**2 - 1 = {need} (each group draws {need} "
-                f"neighbours of its seed position), got {self.k_neighbors}")
+            raise rule_error("GroupingSpec", ("k_neighbors",),
+                             f"must be at least gridsize**2 - 1 = {need} for gridsize {self.gridsize} "
+                             f"(each group draws {need} neighbours of its seed position)",
+                             self.k_neighbors)
         return self
 
     @property
@@ -326,16 +342,21 @@ class Scenario(SpecModel):
         if self.object.kind != "file":
             need = self.probe.n + 2 * self.scan.margin
             if self.object.size < need:
-                raise ValueError(
-                    f"object.size must be at least probe.n + 2*scan.margin = {need:g}, "
-                    f"got {self.object.size}"
-                )
+                raise rule_error("Scenario", ("object", "size"),
+                                 f"must be at least probe.n + 2*scan.margin = {need:g}", self.object.size)
         if self.stitch.crop is not None and self.stitch.crop > self.probe.n:
-            raise ValueError(f"stitch.crop must be at most probe.n = {self.probe.n}, got {self.stitch.crop}")
+            raise rule_error("Scenario", ("stitch", "crop"), f"must be at most probe.n = {self.probe.n}",
+                             self.stitch.crop)
         c = self.grouping.gridsize**2
         if self.scan.n_positions is not None and self.scan.n_positions < c:
-            raise ValueError(f"scan.n_positions must be at least gridsize**2 = {c} (the members of one "
-                             f"group), got {self.scan.n_positions}")
+            raise rule_error("Scenario", ("scan", "n_positions"),
+                             f"must be at least gridsize**2 = {c} (the members of one group) with "
+                             f"grouping.gridsize = {self.grouping.gridsize}", self.scan.n_positions)
+        g, n = self.grouping, self.scan.n_positions
+        if g.n_groups is not None and n is not None and g.n_groups > _distinct_groups(n, g.gridsize):
+            raise rule_error("Scenario", ("grouping", "n_groups"),
+                             f"must be at most C({n}, {c}) = {_distinct_groups(n, g.gridsize)}, the "
+                             f"distinct groups of {c} among scan.n_positions = {n} positions", g.n_groups)
         if self.model.backend in PINN_BACKENDS:
             _check_pinn(self)
         return self
@@ -346,31 +367,45 @@ def _check_pinn(s: Scenario) -> None:
     of these settings, so they are not checked for it)."""
     arm, n, filters, t = s.model.backend, s.probe.n, s.model.filters, s.training
     if n not in PINN_SIZES:
-        raise ValueError(f"probe.n must be one of {list(PINN_SIZES)} for a PINN arm (model.backend = {arm!r}; "
-                         f"log2(N) - 3 encoder blocks down to an 8 x 8 bottleneck), got {n}")
+        raise rule_error("Scenario", ("probe", "n"),
+                         f"must be one of {list(PINN_SIZES)} for a PINN arm (model.backend = {arm!r}: "
+                         "log2(N) - 3 encoder blocks down to an 8 x 8 bottleneck)", n)
     if filters is not None and len(filters) != encoder_blocks(n):
-        raise ValueError(f"model.filters must have {encoder_blocks(n)} entries for probe.n = {n} "
-                         f"(one per encoder block, log2(N) - 3), got {len(filters)}: {list(filters)}")
+        raise rule_error("Scenario", ("model", "filters"),
+                         f"must have {encoder_blocks(n)} entries for probe.n = {n} (one per encoder "
+                         "block, log2(N) - 3)", list(filters))
     if t.min_lr > t.lr:
-        raise ValueError(f"training.min_lr must be at most training.lr = {t.lr:g} (the "
-                         f"reduce-on-plateau floor), got {t.min_lr:g}")
+        raise rule_error("Scenario", ("training", "min_lr"),
+                         f"must be at most training.lr = {t.lr:g} (the reduce-on-plateau floor)", t.min_lr)
     _check_split(s)
+
+
+def _distinct_groups(n_positions: int, gridsize: int) -> int:
+    """Most distinct groups (sets of C = gridsize**2 positions) that ``n_positions`` allow."""
+    return math.comb(n_positions, gridsize**2)
 
 
 def _check_split(s: Scenario) -> None:
     """The training split keeps a group. The arm trains on at most ``training.n_train`` groups, and
-    the grouping makes exactly ``grouping.n_groups`` (when set) or at most one per scan position
-    (``scan.n_positions``); the smallest of those that are set is checked."""
-    made = ("grouping.n_groups", s.grouping.n_groups) if s.grouping.n_groups is not None else (
-        "scan.n_positions", s.scan.n_positions)
-    known = [(path, v) for path, v in (("training.n_train", s.training.n_train), made) if v is not None]
-    if not known:
+    the grouping makes exactly ``grouping.n_groups`` (when set) or at most one per scan position and
+    at most C(n_positions, C) distinct sets (``scan.n_positions``); the fewest is checked."""
+    bounds: list[tuple[tuple[str, str], int, int, str]] = []   # (loc, value, groups, how)
+    if s.training.n_train is not None:
+        bounds.append((("training", "n_train"), s.training.n_train, s.training.n_train, ""))
+    if s.grouping.n_groups is not None:
+        bounds.append((("grouping", "n_groups"), s.grouping.n_groups, s.grouping.n_groups, ""))
+    elif s.scan.n_positions is not None:
+        n, c = s.scan.n_positions, s.grouping.gridsize**2
+        made = min(n, _distinct_groups(n, s.grouping.gridsize))
+        bounds.append((("scan", "n_positions"), n, made,
+                       f"{n} positions make at most {made} group(s) of {c}; "))
+    if not bounds:
         return
-    path, groups = min(known, key=lambda item: item[1])
+    loc, value, groups, how = min(bounds, key=lambda item: item[2])
     vf = s.training.val_fraction
     need = _min_groups(vf)
     if groups < need:
-        raise ValueError(
-            f"{path} must be at least {need} with training.val_fraction = {vf:g} (the validation split "
-            f"takes {validation_groups(groups, vf)} of {groups} groups and leaves no training group), "
-            f"got {groups}")
+        raise rule_error("Scenario", loc,
+                         f"must allow at least {need} groups with training.val_fraction = {vf:g} "
+                         f"({how}the validation split takes {validation_groups(groups, vf)} of {groups} "
+                         "and leaves none for training)", value)

@@ -91,14 +91,15 @@ def test_config_unknown_key_suggests() -> None:
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"n": 48}, r"probe.n: Input should be 16, 32, 64, 128 or 256, got 48"),
-    ({"n": 16}, r"probe.n must be one of \[32, 64, 128\] for a PINN arm .*got 16"),
+    ({"n": 16}, r"probe.n: must be one of \[32, 64, 128\] for a PINN arm .*, got 16$"),
     ({"gridsize": 4}, r"grouping.gridsize: Input should be 1, 2 or 3, got 4"),
     ({"loss": "mse"}, r"model.loss: Input should be 'poisson' or 'mae', got 'mse'"),
-    ({"n": 32, "filters": (8, 16, 32)}, r"model.filters must have 2 entries for probe.n = 32"),
+    ({"n": 32, "filters": (8, 16, 32)}, r"model.filters: must have 2 entries for probe.n = 32 "
+                                        r"\(one per encoder block, log2\(N\) - 3\), got \[8, 16, 32\]$"),
     ({"n": 32, "filters": (8, 0)}, r"model.filters\[1\]: Input should be greater than or equal to 1"),
     ({"lr": 0.0}, r"training.lr: Input should be greater than 0, got 0.0"),
     ({"val_fraction": 0.95}, r"training.val_fraction: Input should be less than or equal to 0.9"),
-    ({"min_lr": 0.1}, r"training.min_lr must be at most training.lr = 0.001"),
+    ({"min_lr": 0.1}, r"training.min_lr: must be at most training.lr = 0.001 .*, got 0.1$"),
     ({"early_stopping_patience": -1}, r"training.early_stopping_patience: Input should be greater "
                                       r"than or equal to 0"),
     ({"log_scale_init": "data"}, r"model.log_scale_init: Input should be 'dose' or 'nphotons'"),
@@ -115,9 +116,9 @@ def test_spec_and_config_share_one_message() -> None:
         PinnConfig(lr=5e-5)
     with pytest.raises(SpecError) as by_spec:
         parse_study('[base.model]\nbackend = "torch"\n[base.training]\nlr = 5e-5\n', source="x.toml")
-    rule = "training.min_lr must be at most training.lr = 5e-05 (the reduce-on-plateau floor), got 0.0001"
+    rule = "training.min_lr: must be at most training.lr = 5e-05 (the reduce-on-plateau floor), got 0.0001"
     assert str(by_hand.value) == f"model config: {rule}"
-    assert str(by_spec.value) == f"x.toml: base: {rule}"
+    assert str(by_spec.value) == f"x.toml: base.{rule}"
 
 
 def test_filters_list_is_a_tuple() -> None:
