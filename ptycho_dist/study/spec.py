@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -76,6 +76,13 @@ def _min_groups(val_fraction: float) -> int:
     while n - validation_groups(n, val_fraction) < 1:
         n += 1
     return n
+
+
+def _positive_items_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of ``model.filters``: its items are integers >= 1 (checked by ModelSpec)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "array":
+            option["items"]["minimum"] = 1
 
 
 class SpecModel(BaseModel):
@@ -224,7 +231,8 @@ class ModelSpec(SpecModel):
 
     backend: Literal["oracle", "torch", "tf"] = "oracle"
     """``oracle`` stitches the true patches (checks stitching and metrics); torch/tf train a PINN."""
-    filters: Annotated[tuple[Annotated[int, Field(ge=1)], ...], Field(min_length=1)] | None = None
+    filters: tuple[int, ...] | None = Field(default=None, min_length=1,
+                                            json_schema_extra=_positive_items_schema)
     """Encoder filters, one positive integer per encoder block (log2(probe.n) - 3 blocks: 2 at
     N = 32, 3 at N = 64, 4 at N = 128); None uses the default 64 * 2**i, i.e. (64, 128, 256) at N = 64."""
     loss: Literal["poisson", "mae"] = "poisson"
@@ -242,6 +250,13 @@ class ModelSpec(SpecModel):
     relative_sign: Literal[1, -1] = 1
     """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
     this project's convention; -1 reproduces the older code's negated offsets (to study a sign fork)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for i, f in enumerate(self.filters or ()):
+            if f < 1:
+                raise rule_error("ModelSpec", ("filters", i), "must be >= 1 (filters of an encoder block)", f)
+        return self
 
 
 class TrainingSpec(SpecModel):

@@ -96,7 +96,7 @@ def test_config_unknown_key_suggests() -> None:
     ({"loss": "mse"}, r"model.loss: Input should be 'poisson' or 'mae', got 'mse'"),
     ({"n": 32, "filters": (8, 16, 32)}, r"model.filters: must have 2 entries for probe.n = 32 "
                                         r"\(one per encoder block, log2\(N\) - 3\), got \[8, 16, 32\]$"),
-    ({"n": 32, "filters": (8, 0)}, r"model.filters\[1\]: Input should be greater than or equal to 1"),
+    ({"n": 32, "filters": (8, 0)}, r"model.filters\[1\]: must be >= 1 \(filters of an encoder block\), got 0$"),
     ({"lr": 0.0}, r"training.lr: Input should be greater than 0, got 0.0"),
     ({"val_fraction": 0.95}, r"training.val_fraction: Input should be less than or equal to 0.9"),
     ({"min_lr": 0.1}, r"training.min_lr: must be at most training.lr = 0.001 .*, got 0.1$"),
