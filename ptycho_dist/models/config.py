@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
 from ptycho_dist.errors import SpecError
 from ptycho_dist.study.errors import describe_error, format_loc
-from ptycho_dist.study.spec import PINN_BACKENDS, Scenario, encoder_blocks
+from ptycho_dist.study.spec import (
+    PINN_BACKENDS,
+    ActivationName,
+    LossName,
+    Scenario,
+    ScaleInitName,
+    encoder_blocks,
+)
 
 __all__ = [
     "PinnConfig",
@@ -33,9 +40,6 @@ __all__ = [
     "central_window",
 ]
 
-Loss = Literal["poisson", "mae"]
-Activation = Literal["sigmoid", "softplus", "swish"]
-ScaleInit = Literal["nphotons", "dose"]
 
 #: PinnConfig field -> (scenario section, field): where each setting comes from in a scenario
 SPEC_FIELDS: dict[str, tuple[str, str]] = {
@@ -129,11 +133,11 @@ class PinnConfig:
     n: int = 64
     gridsize: int = 1
     filters: tuple[int, ...] | None = None
-    loss: Loss = "poisson"
-    amp_activation: Activation = "sigmoid"
+    loss: LossName = "poisson"
+    amp_activation: ActivationName = "sigmoid"
     object_big: bool = True
     trainable_scale: bool = True
-    log_scale_init: ScaleInit = "dose"
+    log_scale_init: ScaleInitName = "dose"
     lr: float = 1e-3
     batch_size: int = 16
     epochs: int = 50

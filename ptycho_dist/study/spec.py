@@ -18,6 +18,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 __all__ = [
     "PINN_BACKENDS",
     "PINN_SIZES",
+    "LossName",
+    "ActivationName",
+    "ScaleInitName",
     "encoder_blocks",
     "validation_groups",
     "rule_error",
@@ -36,6 +39,10 @@ __all__ = [
 ]
 
 
+#: the PINN's loss, amplitude activation and initial intensity scale (model.loss, ...)
+LossName = Literal["poisson", "mae"]
+ActivationName = Literal["sigmoid", "softplus", "swish"]
+ScaleInitName = Literal["dose", "nphotons"]
 #: backends that train a PINN; the rules of ``model``/``training`` that need one apply to them only
 PINN_BACKENDS: tuple[str, ...] = ("torch", "tf")
 #: patch sizes N the PINN supports: log2(N) - 3 encoder blocks end at an 8 x 8 bottleneck
@@ -235,15 +242,15 @@ class ModelSpec(SpecModel):
                                             json_schema_extra=_positive_items_schema)
     """Encoder filters, one positive integer per encoder block (log2(probe.n) - 3 blocks: 2 at
     N = 32, 3 at N = 64, 4 at N = 128); None uses the default 64 * 2**i, i.e. (64, 128, 256) at N = 64."""
-    loss: Literal["poisson", "mae"] = "poisson"
+    loss: LossName = "poisson"
     """Poisson negative log-likelihood of counts (default) or MAE on amplitudes."""
     trainable_scale: bool = True
     """Train the intensity scale log_scale."""
-    log_scale_init: Literal["dose", "nphotons"] = "dose"
+    log_scale_init: ScaleInitName = "dose"
     """Start of log_scale: log(s), the data's dose scale (default: the object is learned in its own
     units), or "nphotons": log(sqrt(nphotons) / (N/2)), the PtychoPINN convention (compatibility;
     with this project's probe normalization it makes the sigmoid amplitude saturate)."""
-    amp_activation: Literal["sigmoid", "softplus", "swish"] = "sigmoid"
+    amp_activation: ActivationName = "sigmoid"
     """Activation of the amplitude decoder's output."""
     object_big: bool = True
     """gridsize > 1: apply the overlap constraint (the group's patches averaged on a shared canvas)."""
