@@ -64,7 +64,7 @@ def validation_groups(n_groups: int, val_fraction: float) -> int:
     return max(n_val, 1) if val_fraction > 0 else n_val
 
 
-def rule_error(model: str, loc: tuple[str, ...], message: str, value: Any) -> ValidationError:
+def rule_error(model: str, loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
     """A validation error of a cross-field rule, located at the field ``loc`` it blames.
 
     Raised from a model validator, it keeps its location (nested under the parent's field), so that
@@ -411,7 +411,7 @@ def _check_split(s: Scenario) -> None:
     """The training split keeps a group. The arm trains on at most ``training.n_train`` groups, and
     the grouping makes exactly ``grouping.n_groups`` (when set) or at most one per scan position and
     at most C(n_positions, C) distinct sets (``scan.n_positions``); the fewest is checked."""
-    bounds: list[tuple[tuple[str, str], int, int, str]] = []   # (loc, value, groups, how)
+    bounds: list[tuple[tuple[str | int, ...], int, int, str]] = []   # (loc, value, groups, how)
     if s.training.n_train is not None:
         bounds.append((("training", "n_train"), s.training.n_train, s.training.n_train, ""))
     if s.grouping.n_groups is not None:
