@@ -52,5 +52,13 @@ class StageError(PtychoDistError, RuntimeError):
 
 
 class ModelError(PtychoDistError, RuntimeError):
-    """A model or runtime condition: no CUDA device, data that do not fit the model, weights that do
-    not match its configuration."""
+    """A model or runtime condition the PINN backends cannot work with.
+
+    Raised by :mod:`ptycho_dist.models` (both backends alike) when the *inputs of a run*, not the
+    study file, are at fault: data that do not fit the model (counts whose N or C differ from the
+    configuration, probe or relative coordinates of the wrong shape, negative or non-finite counts,
+    a training split left empty by the number of groups), weights that do not match the
+    configuration's layout, bad normalization or intensity scales, an unknown loss or device name,
+    or hardware that is not there (``accelerator="gpu"`` without a CUDA device). A setting that a
+    study file could get wrong is a :class:`SpecError` at validation time instead.
+    """

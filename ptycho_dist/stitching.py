@@ -38,6 +38,19 @@ Frames
 
 Cost is O(n * M^2) time (scatter-add with :func:`numpy.bincount` on flattened indices) and
 O(chunk_size * M^2 + canvas) memory; no per-patch canvas is ever allocated.
+
+The linear operator and its adjoint
+-----------------------------------
+The numerator of the canvas, without the division by the coverage, is a linear operator from
+patches to the object grid, :func:`scatter_patches`:
+
+    S p = sum_k shift_k(w * crop(p_k)),
+
+and :func:`gather_patches` is its adjoint ``S^H``: every patch reads the canvas back through the
+same bilinear weights, times ``w``, zero outside the crop, so that ``<S p, o> = <p, S^H o>`` for
+all ``p`` and ``o`` (tests/test_stitching.py checks it). With uniform weights and no crop,
+``S^H`` is bilinear patch extraction at the scan positions (``physics.extract_patches``), and
+:func:`stitch` is ``S p / S 1`` where ``S 1 > 0``.
 """
 
 from __future__ import annotations
@@ -50,7 +63,7 @@ import numpy as np
 
 from ptycho_dist.errors import StitchError
 
-__all__ = ["StitchResult", "stitch", "even_ceil", "crop_bounds"]
+__all__ = ["StitchResult", "stitch", "scatter_patches", "gather_patches", "even_ceil", "crop_bounds"]
 
 Frame = Literal["object", "centered"]
 _SNAP_ATOL = 1e-9
@@ -156,10 +169,118 @@ def stitch(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
     origin, canvas_shape = _layout(pos, m, frame, shape)
     corner = _snap(pos - m // 2 - origin)
     _check_inside(corner, pos, m, canvas_shape, frame)
+    num_re, num_im, den = _accumulate(flat, corner, w, start, canvas_shape, _chunk(chunk_size))
+    return _finish(num_re, num_im, den, canvas_shape, origin, m, frame)
+
+
+def scatter_patches(patches: np.ndarray, positions: np.ndarray, *, shape: tuple[int, int],
+                    crop: int | None = None, weights: None | str | np.ndarray = None,
+                    chunk_size: int = 128) -> np.ndarray:
+    """Unnormalized placement ``S p = sum_k shift_k(w * crop(p_k))`` on the object grid.
+
+    The numerator of :func:`stitch` (object frame with ``shape``): the same crop, weights and
+    bilinear splatting, without the division by the coverage. Linear in ``patches``; its adjoint
+    is :func:`gather_patches`.
+
+    Parameters
+    ----------
+    patches : numpy.ndarray, complex (or real), shape (n, N, N) or (B, C, N, N)
+        Patches; not modified.
+    positions : numpy.ndarray, float, shape (n, 2) or (B, C, 2)
+        Absolute positions ``(x, y)`` in object pixels.
+    shape : tuple of int
+        ``(H, W)`` of the object grid; every footprint must lie inside it.
+    crop : int or None, optional
+        Side ``M`` of the central crop (``None``: the whole patch).
+    weights : None, "uniform" or numpy.ndarray float (N, N), optional
+        Placement weights ``w`` (cropped like the patches).
+    chunk_size : int, optional
+        Patches per scatter-add.
+
+    Returns
+    -------
+    numpy.ndarray, complex128, shape (H, W)
+
+    Raises
+    ------
+    StitchError
+        As :func:`stitch` (shapes, non-finite values, crop, weights, footprints outside ``shape``).
+    """
+    flat, pos = _validate_inputs(patches, positions)
+    start, m = crop_bounds(flat.shape[-1], crop)
+    w = _crop_weights(weights, flat.shape[-1], start, m)
+    canvas_shape = _check_shape(shape)
+    corner = _snap(pos - m // 2)
+    _check_inside(corner, pos, m, canvas_shape, "object")
+    num_re, num_im, _ = _accumulate(flat, corner, w, start, canvas_shape, _chunk(chunk_size))
+    return (num_re + 1j * num_im).reshape(canvas_shape)
+
+
+def gather_patches(canvas: np.ndarray, positions: np.ndarray, *, patch_size: int,
+                   crop: int | None = None, weights: None | str | np.ndarray = None,
+                   chunk_size: int = 128) -> np.ndarray:
+    """The adjoint of :func:`scatter_patches`: patches read from ``canvas`` at the positions.
+
+    ``patch_k[s + a, s + b] = w[a, b] * sum_q beta_q(a, b; x_k, y_k) canvas[q]``, where
+    ``beta`` are the bilinear weights with which :func:`scatter_patches` splats crop pixel
+    ``(a, b)`` of patch k (object point ``(y_k - M//2 + a, x_k - M//2 + b)``); pixels outside the
+    central crop are 0. With uniform weights and no crop this is bilinear interpolation of the
+    canvas at the patch pixels, i.e. patch extraction.
+
+    Parameters
+    ----------
+    canvas : numpy.ndarray, complex or real, shape (H, W)
+        Values on the object grid (e.g. an object); not modified.
+    positions : numpy.ndarray, float, shape (n, 2) or (B, C, 2)
+        Absolute positions ``(x, y)`` in object pixels.
+    patch_size : int
+        Patch side N.
+    crop, weights, chunk_size
+        As in :func:`scatter_patches`.
+
+    Returns
+    -------
+    numpy.ndarray, complex128, shape positions.shape[:-1] + (N, N)
+
+    Raises
+    ------
+    StitchError
+        Bad shapes, non-finite canvas or positions, a bad crop or weights, or a footprint outside
+        the canvas.
+    """
+    grid = np.asarray(canvas)
+    if grid.ndim != 2 or not (np.issubdtype(grid.dtype, np.number) and grid.size > 0):
+        raise StitchError(f"canvas must be a numeric (H, W) array, got shape {grid.shape} dtype {grid.dtype}")
+    if not np.isfinite(grid).all():
+        raise StitchError("canvas must be finite, got NaN/inf")
+    if isinstance(patch_size, bool) or not isinstance(patch_size, (int, np.integer)) or patch_size < 1:
+        raise StitchError(f"patch_size must be a positive int, got {patch_size!r}")
+    n, chunk = int(patch_size), _chunk(chunk_size)
+    if np.ndim(positions) not in (2, 3) or np.shape(positions)[-1] != 2:
+        raise StitchError(f"positions must have shape (n, 2) or (B, C, 2), got {np.shape(positions)}")
+    pos_shape = np.shape(positions)[:-1]
+    _, pos = _validate_inputs(np.zeros(pos_shape + (1, 1)), positions)  # dtype and finiteness
+    start, m = crop_bounds(n, crop)
+    w = _crop_weights(weights, n, start, m)
+    corner = _snap(pos - m // 2)
+    _check_inside(corner, pos, m, grid.shape, "object")
+    padded = np.pad(grid.astype(np.complex128), ((0, 1), (0, 1)))  # the spill row/column, weight 0
+    out = np.zeros((len(pos), n, n), dtype=np.complex128)
+    span = np.arange(m + 1)
+    for lo in range(0, len(pos), chunk):
+        base = np.floor(corner[lo:lo + chunk]).astype(np.int64)
+        frac = corner[lo:lo + chunk] - base
+        windows = padded[base[:, 1, None, None] + span[None, :, None],
+                         base[:, 0, None, None] + span[None, None, :]]
+        out[lo:lo + chunk, start:start + m, start:start + m] = w * _splat_adjoint(windows, frac)
+    return out.reshape(pos_shape + (n, n))
+
+
+def _chunk(chunk_size: int) -> int:
+    """Validate the number of patches per scatter-add / gather step."""
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise StitchError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    num_re, num_im, den = _accumulate(flat, corner, w, start, canvas_shape, int(chunk_size))
-    return _finish(num_re, num_im, den, canvas_shape, origin, m, frame)
+    return int(chunk_size)
 
 
 def _validate_inputs(patches: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -307,6 +428,18 @@ def _splat(values: np.ndarray, frac: np.ndarray) -> np.ndarray:
     out[:, :m, :] += (1.0 - fy) * along_x
     out[:, 1:, :] += fy * along_x
     return out
+
+
+def _splat_adjoint(windows: np.ndarray, frac: np.ndarray) -> np.ndarray:
+    """Adjoint of :func:`_splat`: (k, M+1, M+1) windows at fractional offsets (k, 2) -> (k, M, M).
+
+    Output pixel (a, b) reads the window at (a, b), (a, b+1), (a+1, b), (a+1, b+1) with the
+    weights ``_splat`` gave those pixels: ``(1-fy)(1-fx)``, ``(1-fy) fx``, ``fy (1-fx)``, ``fy fx``.
+    """
+    fx = frac[:, 0, None, None]
+    fy = frac[:, 1, None, None]
+    along_y = (1.0 - fy) * windows[:, :-1, :] + fy * windows[:, 1:, :]
+    return (1.0 - fx) * along_y[:, :, :-1] + fx * along_y[:, :, 1:]
 
 
 def _finish(num_re: np.ndarray, num_im: np.ndarray, den: np.ndarray,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ptycho_dist.evaluation.diagnostics import patch_statistics
-from ptycho_dist.models.common import PinnConfig, central_window, normalization_factor, normalized_inputs
+from ptycho_dist.models import PinnConfig, central_window, normalization_factor, normalized_inputs
 from ptycho_dist.models.torch.layers import far_field_amplitude
 from ptycho_dist.models.torch.losses import mae_amplitude, poisson_nll
 from ptycho_dist.models.torch.net import PinnNet

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from scipy import ndimage, special
 
-from ptycho_dist.models.common import PinnConfig, central_window, decoder_filters, weight_layout
+from ptycho_dist.models import PinnConfig, central_window, decoder_filters, weight_layout
 
 __all__ = [
     "conv3x3",

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from ptycho_dist import physics
 from ptycho_dist.errors import StitchError
-from ptycho_dist.stitching import StitchResult, crop_bounds, even_ceil, stitch
+from ptycho_dist.stitching import (
+    StitchResult,
+    crop_bounds,
+    even_ceil,
+    gather_patches,
+    scatter_patches,
+    stitch,
+)
 
 
 def _object(rng: np.random.Generator, shape: tuple[int, int] = (48, 56)) -> np.ndarray:
@@ -246,3 +254,96 @@ def test_positions_outside_given_shape_raise_with_count_and_worst():
     assert "2 of 4 positions" in msg and "20x20 canvas" in msg
     assert "worst: index 2" in msg and "(x, y) = (10, 19.5)" in msg and "4 px outside" in msg
     assert isinstance(err.value, ValueError)
+
+
+# --- the placement operator S (scatter_patches) and its adjoint S^H (gather_patches) -------------
+# In the style of scico's linop checks (scico.linop.valid_adjoint): for random x and y,
+# |<A x, y> - <x, A^H y>| / max(|<A x, y>|, |<x, A^H y>|) must vanish.
+
+_N, _SHAPE = 16, (40, 44)
+_ADJ_POS = np.array([[12.0, 12.0], [12.5, 13.25], [20.3, 11.9], [15.0, 22.75], [25.999, 18.0001],
+                     [11.0 + 1e-10, 30.0], [31.5, 27.5], [18.25, 18.75]])
+
+
+def valid_adjoint(forward, adjoint, x: np.ndarray, y: np.ndarray) -> float:
+    """Relative mismatch of <A x, y> and <x, A^H y> (inner products conjugate-linear in the first)."""
+    ax_y = np.vdot(y, forward(x))
+    x_ahy = np.vdot(adjoint(y), x)
+    return float(abs(ax_y - x_ahy) / max(abs(ax_y), abs(x_ahy)))
+
+
+def _complex(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+
+
+def _probe_weights() -> np.ndarray:
+    return np.exp(-np.hypot(*(np.indices((_N, _N)) - _N // 2)) ** 2 / _N)
+
+
+@pytest.mark.parametrize(("crop", "weights"), [(None, None), (None, "uniform"), (6, None),
+                                               (None, "probe"), (9, "probe")])
+def test_scatter_and_gather_are_adjoint(rng, crop, weights):
+    w = _probe_weights() if weights == "probe" else weights
+    opts = {"crop": crop, "weights": w}
+    forward = lambda p: scatter_patches(p, _ADJ_POS, shape=_SHAPE, **opts)  # noqa: E731
+    adjoint = lambda o: gather_patches(o, _ADJ_POS, patch_size=_N, **opts)  # noqa: E731
+    for _ in range(3):
+        p, o = _complex(rng, (len(_ADJ_POS), _N, _N)), _complex(rng, _SHAPE)
+        assert valid_adjoint(forward, adjoint, p, o) < 1e-12
+    assert forward(p).shape == _SHAPE and forward(p).dtype == np.complex128
+    assert adjoint(o).shape == (len(_ADJ_POS), _N, _N) and adjoint(o).dtype == np.complex128
+    if crop is not None:   # S^H is zero outside the crop, which S never reads
+        s, m = crop_bounds(_N, crop)
+        outside = np.ones((_N, _N), bool)
+        outside[s:s + m, s:s + m] = False
+        assert not np.any(adjoint(o)[:, outside])
+
+
+def test_adjoint_check_fails_for_a_wrong_adjoint(rng):
+    """The check can fail: gathering half a pixel off is not the adjoint."""
+    p, o = _complex(rng, (len(_ADJ_POS), _N, _N)), _complex(rng, _SHAPE)
+    forward = lambda q: scatter_patches(q, _ADJ_POS, shape=_SHAPE)  # noqa: E731
+    shifted = lambda c: gather_patches(c, _ADJ_POS + 0.5, patch_size=_N)  # noqa: E731
+    assert valid_adjoint(forward, shifted, p, o) > 1e-3
+
+
+def test_gather_is_bilinear_patch_extraction(rng):
+    """Uniform weights, no crop: S^H o is the forward model's bilinear patch extraction."""
+    obj = _complex(rng, _SHAPE).astype(np.complex64)
+    got = gather_patches(obj, _ADJ_POS, patch_size=_N)
+    want = physics.extract_patches(obj, _ADJ_POS, _N, interpolation="bilinear")
+    assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
+    # at integer positions it is an exact copy
+    ints = np.array([[12.0, 12.0], [23.0, 17.0]])
+    np.testing.assert_array_equal(gather_patches(obj, ints, patch_size=_N),
+                                  _integer_patches(obj, ints, _N).astype(np.complex128))
+
+
+def test_stitch_is_scatter_normalized_by_coverage(rng):
+    p = _complex(rng, (len(_ADJ_POS), _N, _N)).astype(np.complex64)
+    for crop, w in ((None, None), (6, _probe_weights())):
+        res = stitch(p, _ADJ_POS, crop=crop, shape=_SHAPE, weights=w)
+        num = scatter_patches(p, _ADJ_POS, shape=_SHAPE, crop=crop, weights=w)
+        den = scatter_patches(np.ones_like(p), _ADJ_POS, shape=_SHAPE, crop=crop, weights=w)
+        assert np.abs(den.imag).max() == 0
+        np.testing.assert_allclose(res.coverage, den.real, rtol=1e-6)
+        covered = res.covered
+        np.testing.assert_allclose(res.canvas[covered], num[covered] / den.real[covered], rtol=1e-5)
+        assert np.all(np.isnan(res.canvas[~covered]))
+
+
+def test_gather_grouped_shape_and_errors(rng):
+    obj = _complex(rng, _SHAPE)
+    grouped = gather_patches(obj, _ADJ_POS.reshape(2, 4, 2), patch_size=_N)
+    assert grouped.shape == (2, 4, _N, _N)
+    np.testing.assert_array_equal(grouped.reshape(-1, _N, _N), gather_patches(obj, _ADJ_POS, patch_size=_N))
+    with pytest.raises(StitchError, match=r"outside the 40x44 canvas"):
+        gather_patches(obj, np.array([[5.0, 20.0]]), patch_size=_N)
+    with pytest.raises(StitchError, match=r"positions must have shape \(n, 2\) or \(B, C, 2\), got \(8, 3\)"):
+        gather_patches(obj, np.zeros((8, 3)), patch_size=_N)
+    with pytest.raises(StitchError, match="canvas must be finite"):
+        gather_patches(np.full(_SHAPE, np.nan), _ADJ_POS, patch_size=_N)
+    with pytest.raises(StitchError, match="patch_size must be a positive int, got 0"):
+        gather_patches(obj, _ADJ_POS, patch_size=0)
+    with pytest.raises(StitchError, match=r"outside the 40x44 canvas"):
+        scatter_patches(_complex(rng, (1, _N, _N)), np.array([[40.0, 20.0]]), shape=_SHAPE)

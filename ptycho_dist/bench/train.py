@@ -10,7 +10,9 @@ GPU when torch sees one, else on the CPU:
   normalization, batched inference) vs an eager ``no_grad`` loop over the same batches.
 
 ``quick=True`` uses N = 32, filters (8, 16) and 32 groups (seconds, for tests).
-The data come from :func:`synthetic_data`, a small self-contained simulator (numpy only).
+The data come from the package's physics and grouping (:func:`bench_data`): a lines object, the
+default disk probe with the PHYSICS.md normalization, a raster scan, Poisson counts and
+single-position groups, as a study's simulate and group stages make them.
 """
 
 from __future__ import annotations
@@ -18,81 +20,50 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy import ndimage
 
+from ptycho_dist import grouping, physics
 from ptycho_dist.bench import BenchRecord, ratio_record, throughput
-from ptycho_dist.models.common import PinnConfig, TrainData, initial_log_scale, normalized_inputs
+from ptycho_dist.models import PinnConfig, TrainData, normalized_inputs
+from ptycho_dist.models.data import initial_log_scale
 
-__all__ = ["run", "synthetic_data", "synthetic_object", "soft_disk_probe"]
+__all__ = ["run", "bench_data"]
 
 BENCH = "train"
 
 
-def synthetic_object(size: int, *, rng: np.random.Generator | int | None = None,
-                     n_lines: int = 40) -> np.ndarray:
-    """Lines-like complex object: blurred random segments, amplitude in [0.3, 1], phase in [0, 0.6].
+def bench_data(n: int, n_groups: int, *, nphotons: float = 1e6,
+               rng: np.random.Generator | int | None = None) -> TrainData:
+    """Training data of the benchmark, simulated with :mod:`ptycho_dist.physics`.
 
-    Returns
-    -------
-    ndarray, complex64, shape (size, size)
-    """
-    gen = np.random.default_rng(rng)
-    img = np.zeros((size, size))
-    t = np.linspace(0.0, 1.0, 4 * size)
-    for _ in range(n_lines):
-        (x0, y0), (x1, y1) = gen.uniform(0, size - 1, size=(2, 2))
-        rows = np.round(y0 + t * (y1 - y0)).astype(int)
-        cols = np.round(x0 + t * (x1 - x0)).astype(int)
-        img[rows, cols] = 1.0
-    img = ndimage.gaussian_filter(img, 1.0) + ndimage.gaussian_filter(img, 3.0)
-    img /= img.max()
-    return ((0.3 + 0.7 * img) * np.exp(1j * 0.6 * img)).astype(np.complex64)
+    A (3N, 3N) lines object (100 segments), ``disk_probe(n)`` normalized with ``probe_scale`` 4,
+    a raster scan with step N/8 (17 x 17 = 289 positions), ``simulate_patterns`` with Poisson
+    noise at ``nphotons``, and ``n_groups`` single-position groups (gridsize 1) drawn by
+    :func:`ptycho_dist.grouping.group_positions`.
 
-
-def soft_disk_probe(n: int) -> np.ndarray:
-    """Soft disk probe: disk of radius N/4 blurred (sigma 1.5 px), flat phase, normalized so that
-    ``mean |P|`` over the disk is 1/4 (PHYSICS.md probe normalization, probe_scale = 4).
-
-    Returns
-    -------
-    ndarray, complex64, shape (n, n)
-    """
-    yy, xx = np.mgrid[:n, :n] - n // 2
-    disk = (np.hypot(xx, yy) <= n / 4).astype(np.float64)
-    probe = ndimage.gaussian_filter(disk, 1.5)
-    probe /= 4.0 * np.mean(probe[disk > 0])
-    return probe.astype(np.complex64)
-
-
-def synthetic_data(*, n: int = 64, gridsize: int = 1, n_groups: int = 64, nphotons: float = 1e6,
-                   rng: np.random.Generator | int | None = None) -> TrainData:
-    """Small simulated training set (forward model of PHYSICS.md, integer scan positions).
-
-    Groups are ``gridsize x gridsize`` grid positions with step N/4 starting at a random seed
-    position; ``relative = member - mean(members)``. Counts ~ Poisson(s**2 |fftshift(fft2(P O_k))|**2
-    / N**2) with ``s**2 = nphotons / mean_k sum |P O_k|**2``.
+    Parameters
+    ----------
+    n : int
+        Patch side N (a power of two).
+    n_groups : int
+        Number of groups B (at most 289).
+    nphotons : float
+        Mean total counts per pattern.
+    rng : Generator, int or None
+        Random source of the object, the counts and the groups.
 
     Returns
     -------
     TrainData
-        counts float32 (n_groups, C, N, N), relative float64 (n_groups, C, 2).
+        counts float32 (B, 1, N, N), probe complex64 (N, N), relative float64 (B, 1, 2) (zeros).
     """
     gen = np.random.default_rng(rng)
-    step, size = n // 4, 3 * n
-    obj, probe = synthetic_object(size, rng=gen), soft_disk_probe(n)
-    grid = np.array([(i * step, j * step) for j in range(gridsize) for i in range(gridsize)])
-    hi = size - n // 2 - (gridsize - 1) * step
-    seeds = gen.integers(n // 2, hi, size=(n_groups, 1, 2))
-    positions = seeds + grid[None]                                   # (B, C, 2) as (x, y)
-    patches = np.stack([[obj[y - n // 2: y + n // 2, x - n // 2: x + n // 2] for x, y in grp]
-                        for grp in positions])
-    psi = probe * patches
-    amp = np.abs(np.fft.fftshift(np.fft.fft2(psi), axes=(-2, -1))) / n
-    s2 = nphotons / np.mean(np.sum(np.abs(psi) ** 2, axis=(-2, -1)))
-    counts = gen.poisson(s2 * amp**2).astype(np.float32)
-    relative = positions - positions.mean(axis=1, keepdims=True)
-    return TrainData(counts=counts, scale=float(np.sqrt(s2)), probe=probe,
-                     relative=relative.astype(np.float64), nphotons=float(nphotons))
+    obj = physics.lines_object((3 * n, 3 * n), n_lines=100, rng=gen)
+    probe, _ = physics.normalize_probe(physics.disk_probe(n))
+    positions = physics.grid_scan(obj.shape, n, step=n / 8)
+    sim = physics.simulate_patterns(obj, probe, positions, nphotons=nphotons, rng=gen)
+    groups = grouping.group_positions(positions, gridsize=1, n_groups=n_groups, rng=gen)
+    return TrainData(counts=sim.counts[groups.indices], scale=float(sim.scale), probe=probe,
+                     relative=groups.relative, nphotons=float(nphotons))
 
 
 def _sync(device: str) -> None:
@@ -152,9 +123,9 @@ def _eager_infer_fn(data: TrainData, config: PinnConfig, device: str) -> Callabl
 def _setup(quick: bool) -> tuple[TrainData, PinnConfig]:
     if quick:
         cfg = PinnConfig(n=32, filters=(8, 16), batch_size=16, epochs=2, val_fraction=0.0)
-        return synthetic_data(n=32, n_groups=32, rng=0), cfg
+        return bench_data(32, 32, rng=0), cfg
     cfg = PinnConfig(n=64, batch_size=16, epochs=3, val_fraction=0.0)
-    return synthetic_data(n=64, n_groups=128, rng=0), cfg
+    return bench_data(64, 128, rng=0), cfg
 
 
 def run(*, quick: bool = False) -> list[BenchRecord]:

@@ -3,7 +3,7 @@
 :func:`train_pinn_distributed` runs the same Lightning module, data split and normalization as
 :func:`ptycho_dist.models.torch.train.train_pinn` on ``num_workers`` Ray Train workers
 (``TorchTrainer`` with ``RayDDPStrategy`` and ``RayLightningEnvironment``; gloo on CPU, NCCL on
-GPU) and returns one :class:`~ptycho_dist.models.common.TrainResult` whose weights come from
+GPU) and returns one :class:`~ptycho_dist.models.TrainResult` whose weights come from
 rank 0 (DDP keeps the ranks' weights identical).
 
 Data parallelism: the training split is sharded with a ``DistributedSampler`` seeded with the run's
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ptycho_dist.errors import SpecError, StageError
-from ptycho_dist.models.common import PinnConfig, TrainData, TrainResult
+from ptycho_dist.errors import ModelError, SpecError
+from ptycho_dist.models import PinnConfig, TrainData, TrainResult
 
 __all__ = ["train_pinn_distributed"]
 
@@ -40,7 +40,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     prepared = tt.prepare_data(data, config, seed=seed)
     module = tt.make_module(data, config, seed=seed, has_val=prepared.val is not None)
-    sampler = DistributedSampler(prepared.train, num_replicas=world, rank=rank, shuffle=True,
+    sampler: DistributedSampler[Any] = DistributedSampler(prepared.train, num_replicas=world, rank=rank, shuffle=True,
                                  seed=seed)
     train = tt.make_loader(prepared.train, config, seed=seed, shuffle=False, sampler=sampler)
     val = None if prepared.val is None else tt.make_loader(prepared.val, config, seed=seed,
@@ -119,7 +119,7 @@ def train_pinn_distributed(data: TrainData, config: PinnConfig, *, seed: int, nu
     ------
     SpecError
         If ``num_workers`` < 1.
-    StageError
+    ModelError
         If the Ray Train run fails (the worker's error is chained).
     """
     if num_workers < 1:
@@ -128,7 +128,7 @@ def train_pinn_distributed(data: TrainData, config: PinnConfig, *, seed: int, nu
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    box = ray.remote(num_cpus=0)(_ResultBox).remote()
+    box: Any = ray.remote(num_cpus=0)(_ResultBox).remote()  # an actor handle (Ray's stubs type it loosely)
     loop_config = {"data": ray.put(data), "config": config.to_dict(), "seed": int(seed),
                    "use_gpu": bool(use_gpu), "box": box}
     scaling = ScalingConfig(num_workers=num_workers, use_gpu=use_gpu,
@@ -140,11 +140,11 @@ def train_pinn_distributed(data: TrainData, config: PinnConfig, *, seed: int, nu
             run_config=RunConfig(name=f"pinn-seed{seed}", storage_path=storage_path or tmp))
         try:
             trainer.fit()
-            value = ray.get(box.get.remote())
+            value: dict[str, Any] | None = ray.get(box.get.remote())
         except Exception as exc:  # ray.train.TrainingFailedError and friends
-            raise StageError(f"Ray Train run failed with {num_workers} workers: {exc}") from exc
+            raise ModelError(f"Ray Train run failed with {num_workers} workers: {exc}") from exc
         finally:
             ray.kill(box)
     if value is None:
-        raise StageError("Ray Train run ended without a result from rank 0")
+        raise ModelError("Ray Train run ended without a result from rank 0")
     return _dict_to_result(value)

@@ -8,36 +8,15 @@ pool). Multi-worker training is injected by the orchestration layer through
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 import numpy as np
 
-from ptycho_dist.models.common import PinnConfig, TrainData
+from ptycho_dist.models import InferResult, PinnConfig, TrainData, load_backend
 from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
 from ptycho_dist.storage.outputs import Bundle, Groups, Prediction, SimulatedData
 from ptycho_dist.storage.run import library_versions
-from ptycho_dist.study import Scenario, StageTask, derive_seed
+from ptycho_dist.study import StageTask, derive_seed
 
-__all__ = ["pinn_config", "backend_module", "train_stage", "infer_stage", "run_inference"]
-
-
-def pinn_config(s: Scenario) -> PinnConfig:
-    """The model configuration of scenario ``s``."""
-    m, t = s.model, s.training
-    return PinnConfig(
-        n=s.probe.n, gridsize=s.grouping.gridsize, filters=m.filters, loss=m.loss,
-        amp_activation=m.amp_activation, object_big=m.object_big, trainable_scale=m.trainable_scale,
-        log_scale_init=m.log_scale_init, lr=t.lr, batch_size=t.batch_size, epochs=t.epochs,
-        plateau_factor=t.plateau_factor, plateau_patience=t.plateau_patience, min_lr=t.min_lr,
-        early_stopping_patience=t.early_stopping_patience, val_fraction=t.val_fraction)
-
-
-def backend_module(backend: str) -> Any:
-    """``ptycho_dist.models.torch.train`` or ``ptycho_dist.models.tf.train`` (imported on demand)."""
-    if backend not in ("torch", "tf"):
-        raise ValueError(f"no model backend {backend!r}")
-    return importlib.import_module(f"ptycho_dist.models.{backend}.train")
+__all__ = ["train_stage", "infer_stage", "run_inference"]
 
 
 def _exp(x: float) -> float:
@@ -59,12 +38,12 @@ def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
     relative = s.model.relative_sign * groups.relative
     data = TrainData(counts=counts[:n_train], scale=sim.scale, probe=sim.probe,
                      relative=relative[:n_train], nphotons=sim.nphotons)
-    config, seed = pinn_config(s), derive_seed(s.seed, task.key) % (2**31)
+    config, seed = PinnConfig.from_scenario(s), derive_seed(s.seed, task.key) % (2**31)
     if s.resources.train_workers > 1 and ctx.distributed_train is not None:
         result = ctx.distributed_train(data, config, seed=seed, num_workers=s.resources.train_workers,
                                        backend=s.model.backend)
     else:
-        result = backend_module(s.model.backend).train_pinn(data, config, seed=seed)
+        result = load_backend(s.model.backend).train_pinn(data, config, seed=seed)
     initial = float(np.log(data.scale)) if config.log_scale_init == "dose" else None
     meta = {"backend": s.model.backend, "config": config.to_dict(), "norm_factor": result.norm_factor,
             "log_scale": result.log_scale, "diverged_epoch": result.diverged_epoch, "seconds": result.seconds,
@@ -87,13 +66,13 @@ def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
 
 
 def run_inference(ctx: StageContext, task: StageTask, backend: str,
-                  relative_sign: int) -> tuple[Any, Bundle, np.ndarray, SimulatedData]:
+                  relative_sign: int) -> tuple[InferResult, Bundle, np.ndarray, SimulatedData]:
     """Run the bundle that ``task`` reads as ``model`` with ``backend`` on its grouped data, reusing the
     bundle's normalization factor and intensity scale unchanged."""
     sim, groups, counts = _grouped(ctx, task)
     bundle = ctx.read(task, "model", Bundle)
     config = PinnConfig.from_dict(dict(bundle.meta["config"]))
-    result = backend_module(backend).infer_pinn(
+    result = load_backend(backend).infer_pinn(
         dict(bundle.weights), config, counts=counts, scale=sim.scale, probe=sim.probe,
         relative=relative_sign * groups.relative, norm_factor=bundle.norm_factor, log_scale=bundle.log_scale)
     return result, bundle, counts, sim

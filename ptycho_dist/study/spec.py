@@ -12,9 +12,18 @@ import json
 import math
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
+    "PINN_BACKENDS",
+    "PINN_SIZES",
+    "LossName",
+    "ActivationName",
+    "ScaleInitName",
+    "encoder_blocks",
+    "validation_groups",
+    "rule_error",
     "SpecModel",
     "ObjectSpec",
     "ProbeSpec",
@@ -28,6 +37,59 @@ __all__ = [
     "ResourcesSpec",
     "Scenario",
 ]
+
+
+#: the PINN's loss, amplitude activation and initial intensity scale (model.loss, ...)
+LossName = Literal["poisson", "mae"]
+ActivationName = Literal["sigmoid", "softplus", "swish"]
+ScaleInitName = Literal["dose", "nphotons"]
+#: backends that train a PINN; the rules of ``model``/``training`` that need one apply to them only
+PINN_BACKENDS: tuple[str, ...] = ("torch", "tf")
+#: patch sizes N the PINN supports: log2(N) - 3 encoder blocks end at an 8 x 8 bottleneck
+PINN_SIZES: tuple[int, ...] = (32, 64, 128)
+
+
+def encoder_blocks(n: int) -> int:
+    """Number of encoder blocks of the PINN for patch size ``n``: ``log2(n) - 3`` (bottleneck 8 x 8).
+
+    N = 32 -> 2 blocks, N = 64 -> 3, N = 128 -> 4; ``model.filters`` has one entry per block.
+    """
+    return int(round(math.log2(n))) - 3
+
+
+def validation_groups(n_groups: int, val_fraction: float) -> int:
+    """Groups held out for validation: ``round(val_fraction * n_groups)``, at least 1 when
+    ``val_fraction > 0`` (Python's round, half to even). The rest is the training split."""
+    n_val = int(round(val_fraction * n_groups))
+    return max(n_val, 1) if val_fraction > 0 else n_val
+
+
+def rule_error(model: str, loc: tuple[str | int, ...], message: str, value: Any) -> ValidationError:
+    """A validation error of a cross-field rule, located at the field ``loc`` it blames.
+
+    Raised from a model validator, it keeps its location (nested under the parent's field), so that
+    the one-line message names the dotted field path: ``base.training.min_lr: must be at most
+    training.lr = 5e-05 (...), got 0.0001``. ``message`` says what was expected; the value received
+    is appended as ", got <value>" by :func:`ptycho_dist.study.errors.describe_error`.
+    """
+    error = PydanticCustomError("spec_rule", message.replace("{", "{{").replace("}", "}}"))
+    return ValidationError.from_exception_data(
+        model, [InitErrorDetails(type=error, loc=loc, input=value)])
+
+
+def _min_groups(val_fraction: float) -> int:
+    """Smallest number of groups that leaves at least one training group after the split."""
+    n = 1
+    while n - validation_groups(n, val_fraction) < 1:
+        n += 1
+    return n
+
+
+def _positive_items_schema(schema: dict[str, Any]) -> None:
+    """JSON Schema of ``model.filters``: its items are integers >= 1 (checked by ModelSpec)."""
+    for option in schema.get("anyOf", []):
+        if option.get("type") == "array":
+            option["items"]["minimum"] = 1
 
 
 class SpecModel(BaseModel):
@@ -57,19 +119,19 @@ class ObjectSpec(SpecModel):
 
     kind: Literal["lines", "grf", "siemens_star", "file"] = "lines"
     """Generator: random blurred line segments, Gaussian random field, Siemens star, or a file."""
-    size: int = Field(392, ge=16, le=16384)
+    size: int = Field(default=392, ge=16, le=16384)
     """Side of the square object in pixels (ignored for ``file``: the file's shape is used)."""
     amplitude_range: tuple[float, float] = (0.5, 1.0)
     """(low, high) of the object amplitude."""
     phase_range: tuple[float, float] = (0.0, 0.5)
     """(low, high) of the object phase in radians."""
-    n_lines: int = Field(400, ge=1)
+    n_lines: int = Field(default=400, ge=1)
     """Number of line segments (``lines``)."""
-    line_widths: tuple[float, ...] = Field((0.5, 1.0, 2.0), min_length=1)
+    line_widths: tuple[float, ...] = Field(default=(0.5, 1.0, 2.0), min_length=1)
     """Gaussian blur widths in pixels among which the segments are split evenly (``lines``)."""
-    correlation_length: float = Field(8.0, gt=0)
+    correlation_length: float = Field(default=8.0, gt=0)
     """Correlation length in pixels (``grf``)."""
-    n_spokes: int = Field(32, ge=2)
+    n_spokes: int = Field(default=32, ge=2)
     """Number of spokes (``siemens_star``)."""
     path: str | None = None
     """File with the object (``file``): .npy, .npz (first array) or .tif/.tiff; complex or real."""
@@ -94,13 +156,13 @@ class ProbeSpec(SpecModel):
     """Generator: soft disk (default), Gaussian, zone-plate-like with phase curvature, or a file."""
     n: Literal[16, 32, 64, 128, 256] = 64
     """Probe (and diffraction pattern) side N in pixels, a power of two."""
-    radius: float | None = Field(None, gt=0)
+    radius: float | None = Field(default=None, gt=0)
     """Aperture radius in pixels (``disk``, ``zone_plate``); None uses the generator's default."""
-    sigma: float | None = Field(None, gt=0)
+    sigma: float | None = Field(default=None, gt=0)
     """Gaussian width in pixels (``gaussian``); None uses the generator's default."""
     defocus: float = 0.0
     """Phase curvature of the ``zone_plate`` probe (radians at the aperture edge)."""
-    probe_scale: float = Field(4.0, gt=0)
+    probe_scale: float = Field(default=4.0, gt=0)
     """Normalization P <- P / (probe_scale * mean |mask * P|), mask a disk of radius N/4."""
     normalize: bool = True
     """Apply the probe normalization above."""
@@ -119,13 +181,13 @@ class ScanSpec(SpecModel):
 
     kind: Literal["grid", "random", "fermat"] = "grid"
     """Raster grid, uniform random, or Fermat spiral."""
-    step: float = Field(8.0, gt=0)
+    step: float = Field(default=8.0, gt=0)
     """Grid step / spiral step in pixels."""
-    jitter: float = Field(0.0, ge=0)
+    jitter: float = Field(default=0.0, ge=0)
     """Standard deviation of Gaussian jitter added to grid positions, pixels."""
-    n_positions: int | None = Field(None, ge=1)
+    n_positions: int | None = Field(default=None, ge=1)
     """Number of positions (required for random and fermat; for grid, keep the first n)."""
-    margin: float = Field(0.0, ge=0)
+    margin: float = Field(default=0.0, ge=0)
     """Extra distance in pixels kept between every patch and the object edge."""
 
     @model_validator(mode="after")
@@ -138,7 +200,7 @@ class ScanSpec(SpecModel):
 class DoseSpec(SpecModel):
     """Photon dose and noise."""
 
-    nphotons: float = Field(1e9, gt=0)
+    nphotons: float = Field(default=1e9, gt=0)
     """Mean total photon count per diffraction pattern."""
     noise: bool = True
     """Draw Poisson counts; False stores the noise-free expected counts."""
@@ -149,11 +211,21 @@ class GroupingSpec(SpecModel):
 
     gridsize: Literal[1, 2, 3] = 1
     """Groups hold gridsize**2 positions; 1 means every position is its own group."""
-    k_neighbors: int | None = Field(None, ge=1)
+    k_neighbors: int | None = Field(default=None, ge=1)
     """Members are drawn among the K nearest neighbours of a seed position (K >= gridsize**2 - 1);
     None means max(6, gridsize**2 - 1): 6 for gridsize 1 and 2 (PHYSICS.md), 8 for gridsize 3."""
-    n_groups: int | None = Field(None, ge=1)
+    n_groups: int | None = Field(default=None, ge=1)
     """Number of groups; None means one per scan position (capped at the number of distinct groups)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        need = self.gridsize**2 - 1
+        if self.k_neighbors is not None and self.k_neighbors < need:
+            raise rule_error("GroupingSpec", ("k_neighbors",),
+                             f"must be at least gridsize**2 - 1 = {need} for gridsize {self.gridsize} "
+                             f"(each group draws {need} neighbours of its seed position)",
+                             self.k_neighbors)
+        return self
 
     @property
     def resolved_k(self) -> int:
@@ -166,17 +238,19 @@ class ModelSpec(SpecModel):
 
     backend: Literal["oracle", "torch", "tf"] = "oracle"
     """``oracle`` stitches the true patches (checks stitching and metrics); torch/tf train a PINN."""
-    filters: tuple[int, ...] | None = None
-    """Encoder filters per block; None uses the default (64, 128, 256) for N = 64, scaled with N."""
-    loss: Literal["poisson", "mae"] = "poisson"
+    filters: tuple[int, ...] | None = Field(default=None, min_length=1,
+                                            json_schema_extra=_positive_items_schema)
+    """Encoder filters, one positive integer per encoder block (log2(probe.n) - 3 blocks: 2 at
+    N = 32, 3 at N = 64, 4 at N = 128); None uses the default 64 * 2**i, i.e. (64, 128, 256) at N = 64."""
+    loss: LossName = "poisson"
     """Poisson negative log-likelihood of counts (default) or MAE on amplitudes."""
     trainable_scale: bool = True
     """Train the intensity scale log_scale."""
-    log_scale_init: Literal["dose", "nphotons"] = "dose"
+    log_scale_init: ScaleInitName = "dose"
     """Start of log_scale: log(s), the data's dose scale (default: the object is learned in its own
     units), or "nphotons": log(sqrt(nphotons) / (N/2)), the PtychoPINN convention (compatibility;
     with this project's probe normalization it makes the sigmoid amplitude saturate)."""
-    amp_activation: Literal["sigmoid", "softplus", "swish"] = "sigmoid"
+    amp_activation: ActivationName = "sigmoid"
     """Activation of the amplitude decoder's output."""
     object_big: bool = True
     """gridsize > 1: apply the overlap constraint (the group's patches averaged on a shared canvas)."""
@@ -184,29 +258,38 @@ class ModelSpec(SpecModel):
     """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
     this project's convention; -1 reproduces the older code's negated offsets (to study a sign fork)."""
 
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        for i, f in enumerate(self.filters or ()):
+            if f < 1:
+                raise rule_error("ModelSpec", ("filters", i), "must be >= 1 (filters of an encoder block)", f)
+        return self
+
 
 class TrainingSpec(SpecModel):
     """Optimizer and schedule."""
 
-    epochs: int = Field(50, ge=0)
+    epochs: int = Field(default=50, ge=0)
     """Number of epochs; 0 keeps the initialized, untrained network (a baseline arm)."""
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(default=16, ge=1)
     """Groups per batch."""
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
     """Adam learning rate."""
-    plateau_factor: float = Field(0.5, gt=0, lt=1)
+    plateau_factor: float = Field(default=0.5, gt=0, lt=1)
     """Reduce-on-plateau factor."""
-    plateau_patience: int = Field(2, ge=0)
+    plateau_patience: int = Field(default=2, ge=0)
     """Reduce-on-plateau patience in epochs."""
-    min_lr: float = Field(1e-4, gt=0)
-    """Reduce-on-plateau floor."""
-    early_stopping_patience: int | None = Field(None, ge=1)
-    """Stop when the validation loss has not improved for this many epochs; None disables."""
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    """Share of groups held out for validation."""
-    n_train: int | None = Field(None, ge=1)
+    min_lr: float = Field(default=1e-4, ge=0)
+    """Reduce-on-plateau floor (at most ``lr`` for a torch/tf arm)."""
+    early_stopping_patience: int | None = Field(default=None, ge=0)
+    """Stop when the validation loss (the training loss without a validation split) has not
+    improved for this many epochs (0: at the first epoch without improvement); None disables."""
+    val_fraction: float = Field(default=0.1, ge=0, le=0.9)
+    """Share of groups held out for validation (round(val_fraction * groups), at least one when
+    > 0); the training split must keep at least one group."""
+    n_train: int | None = Field(default=None, ge=1)
     """Number of groups used for training (training-set size); None uses all."""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(default=0, ge=0)
     """Training-seed index: another value draws other initial weights, validation split and
     shuffling on the same simulated and grouped data (an axis over it measures seed spread)."""
 
@@ -214,7 +297,7 @@ class TrainingSpec(SpecModel):
 class StitchSpec(SpecModel):
     """Reassembly of patches onto a canvas."""
 
-    crop: int | None = Field(20, ge=1)
+    crop: int | None = Field(default=20, ge=1)
     """Central crop M of each patch; None uses the full patch."""
     frame: Literal["object", "centered"] = "object"
     """``object``: the object's pixel grid, never clipped; ``centered``: the older code's layout."""
@@ -225,9 +308,9 @@ class StitchSpec(SpecModel):
 class EvaluationSpec(SpecModel):
     """How a reconstruction is compared with the truth (the same for every arm)."""
 
-    border: int = Field(4, ge=0)
+    border: int = Field(default=4, ge=0)
     """Pixels removed from the edge of the covered region."""
-    illumination_threshold: float | None = Field(None, gt=0, le=1)
+    illumination_threshold: float | None = Field(default=None, gt=0, le=1)
     """Keep only pixels whose summed illumination is at least this fraction of its maximum."""
     registration: bool = True
     """Sub-pixel registration (phase cross-correlation, upsample 50) before the metrics."""
@@ -238,13 +321,13 @@ class EvaluationSpec(SpecModel):
 class ResourcesSpec(SpecModel):
     """Ray resources of the stages of this scenario."""
 
-    num_cpus: float = Field(1.0, gt=0)
+    num_cpus: float = Field(default=1.0, gt=0)
     """CPUs per CPU stage task."""
-    num_gpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
     """GPUs per train/infer task; None: 1 when the cluster has GPUs, else 0 (fractions allowed)."""
-    train_workers: int = Field(1, ge=1)
+    train_workers: int = Field(default=1, ge=1)
     """Ray Train workers for one training run (>1 uses data-parallel training)."""
-    max_retries: int = Field(3, ge=0)
+    max_retries: int = Field(default=3, ge=0)
     """Ray retries of a task after a system failure (a dead worker or node)."""
 
 
@@ -271,9 +354,9 @@ class Scenario(SpecModel):
     """Evaluation."""
     resources: ResourcesSpec = ResourcesSpec()
     """Resources."""
-    seed: int = Field(0, ge=0)
+    seed: int = Field(default=0, ge=0)
     """Study seed; every random draw derives its seed from it and the stage key."""
-    replicate: int = Field(0, ge=0)
+    replicate: int = Field(default=0, ge=0)
     """Replicate index (a different simulation draw for the same parameters)."""
 
     @model_validator(mode="after")
@@ -281,10 +364,70 @@ class Scenario(SpecModel):
         if self.object.kind != "file":
             need = self.probe.n + 2 * self.scan.margin
             if self.object.size < need:
-                raise ValueError(
-                    f"object.size must be at least probe.n + 2*scan.margin = {need:g}, "
-                    f"got {self.object.size}"
-                )
+                raise rule_error("Scenario", ("object", "size"),
+                                 f"must be at least probe.n + 2*scan.margin = {need:g}", self.object.size)
         if self.stitch.crop is not None and self.stitch.crop > self.probe.n:
-            raise ValueError(f"stitch.crop must be at most probe.n = {self.probe.n}, got {self.stitch.crop}")
+            raise rule_error("Scenario", ("stitch", "crop"), f"must be at most probe.n = {self.probe.n}",
+                             self.stitch.crop)
+        c = self.grouping.gridsize**2
+        if self.scan.n_positions is not None and self.scan.n_positions < c:
+            raise rule_error("Scenario", ("scan", "n_positions"),
+                             f"must be at least gridsize**2 = {c} (the members of one group) with "
+                             f"grouping.gridsize = {self.grouping.gridsize}", self.scan.n_positions)
+        g, n = self.grouping, self.scan.n_positions
+        if g.n_groups is not None and n is not None and g.n_groups > _distinct_groups(n, g.gridsize):
+            raise rule_error("Scenario", ("grouping", "n_groups"),
+                             f"must be at most C({n}, {c}) = {_distinct_groups(n, g.gridsize)}, the "
+                             f"distinct groups of {c} among scan.n_positions = {n} positions", g.n_groups)
+        if self.model.backend in PINN_BACKENDS:
+            _check_pinn(self)
         return self
+
+
+def _check_pinn(s: Scenario) -> None:
+    """The rules a torch/tf arm adds: what the PINN and its training accept (the oracle arm uses none
+    of these settings, so they are not checked for it)."""
+    arm, n, filters, t = s.model.backend, s.probe.n, s.model.filters, s.training
+    if n not in PINN_SIZES:
+        raise rule_error("Scenario", ("probe", "n"),
+                         f"must be one of {list(PINN_SIZES)} for a PINN arm (model.backend = {arm!r}: "
+                         "log2(N) - 3 encoder blocks down to an 8 x 8 bottleneck)", n)
+    if filters is not None and len(filters) != encoder_blocks(n):
+        raise rule_error("Scenario", ("model", "filters"),
+                         f"must have {encoder_blocks(n)} entries for probe.n = {n} (one per encoder "
+                         "block, log2(N) - 3)", list(filters))
+    if t.min_lr > t.lr:
+        raise rule_error("Scenario", ("training", "min_lr"),
+                         f"must be at most training.lr = {t.lr:g} (the reduce-on-plateau floor)", t.min_lr)
+    _check_split(s)
+
+
+def _distinct_groups(n_positions: int, gridsize: int) -> int:
+    """Most distinct groups (sets of C = gridsize**2 positions) that ``n_positions`` allow."""
+    return math.comb(n_positions, gridsize**2)
+
+
+def _check_split(s: Scenario) -> None:
+    """The training split keeps a group. The arm trains on at most ``training.n_train`` groups, and
+    the grouping makes exactly ``grouping.n_groups`` (when set) or at most one per scan position and
+    at most C(n_positions, C) distinct sets (``scan.n_positions``); the fewest is checked."""
+    bounds: list[tuple[tuple[str | int, ...], int, int, str]] = []   # (loc, value, groups, how)
+    if s.training.n_train is not None:
+        bounds.append((("training", "n_train"), s.training.n_train, s.training.n_train, ""))
+    if s.grouping.n_groups is not None:
+        bounds.append((("grouping", "n_groups"), s.grouping.n_groups, s.grouping.n_groups, ""))
+    elif s.scan.n_positions is not None:
+        n, c = s.scan.n_positions, s.grouping.gridsize**2
+        made = min(n, _distinct_groups(n, s.grouping.gridsize))
+        bounds.append((("scan", "n_positions"), n, made,
+                       f"{n} positions make at most {made} group(s) of {c}; "))
+    if not bounds:
+        return
+    loc, value, groups, how = min(bounds, key=lambda item: item[2])
+    vf = s.training.val_fraction
+    need = _min_groups(vf)
+    if groups < need:
+        raise rule_error("Scenario", loc,
+                         f"must allow at least {need} groups with training.val_fraction = {vf:g} "
+                         f"({how}the validation split takes {validation_groups(groups, vf)} of {groups} "
+                         "and leaves none for training)", value)

@@ -1,4 +1,4 @@
-"""Small synthetic training sets for the model tests (N = 32, no dependency on physics/)."""
+"""Small simulated training sets for the model tests (N = 32, from ptycho_dist.physics)."""
 
 from __future__ import annotations
 
@@ -6,20 +6,21 @@ from collections.abc import Callable
 
 import pytest
 
-from ptycho_dist.bench.train import synthetic_data
-from ptycho_dist.models.common import PinnConfig, TrainData
+from pinn_data import simulated_train_data
+
+from ptycho_dist.models import PinnConfig, TrainData
 
 
 @pytest.fixture(scope="session")
 def data_g1() -> TrainData:
     """40 single-pattern groups, N = 32, 1e5 photons per pattern."""
-    return synthetic_data(n=32, gridsize=1, n_groups=40, nphotons=1e5, rng=11)
+    return simulated_train_data(n=32, gridsize=1, n_groups=40, nphotons=1e5, rng=11)
 
 
 @pytest.fixture(scope="session")
 def data_g2() -> TrainData:
     """24 groups of 2 x 2 patterns, N = 32."""
-    return synthetic_data(n=32, gridsize=2, n_groups=24, nphotons=1e5, rng=12)
+    return simulated_train_data(n=32, gridsize=2, n_groups=24, nphotons=1e5, rng=12)
 
 
 @pytest.fixture

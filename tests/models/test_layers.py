@@ -8,7 +8,7 @@ from scipy import ndimage
 
 torch = pytest.importorskip("torch")
 
-from ptycho_dist.models.common import central_window  # noqa: E402
+from ptycho_dist.models import central_window  # noqa: E402
 from ptycho_dist.models.torch.layers import (  # noqa: E402
     bilinear_shift,
     far_field_amplitude,

@@ -10,7 +10,7 @@ from reference_pinn import forward as reference_forward
 
 torch = pytest.importorskip("torch")
 
-from ptycho_dist.models.common import PinnConfig  # noqa: E402
+from ptycho_dist.models import PinnConfig  # noqa: E402
 from ptycho_dist.models.torch.net import PinnNet, export_weights  # noqa: E402
 
 

@@ -65,7 +65,7 @@ def test_infeasible_scenario_is_a_failed_row(ray_session: object, tmp_path: Path
                                              capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.toml"
     spec.write_text(TINY.format(name="infeasible", replicates=1).replace('[1, 2]', '[1, 3]')
-                    .replace("n_positions = 64", "n_positions = 64\n[base.grouping]\nk_neighbors = 2"))
+                    .replace("n_positions = 64", "n_positions = 64\n[base.grouping]\nn_groups = 64"))
     assert main(["run", str(spec), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     run = open_run(tmp_path / "runs" / "infeasible")
     rows = run.sql("select grouping_gridsize as g, status, failed_stage, error from scenarios order by g").to_pylist()

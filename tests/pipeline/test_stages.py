@@ -10,7 +10,7 @@ import pytest
 
 from ptycho_dist.errors import SpecError, StorageError
 from ptycho_dist.pipeline import StageContext, execute_stage, run_scenario_inline
-from ptycho_dist.pipeline import model_stages
+from ptycho_dist.models import load_backend
 from ptycho_dist.storage.outputs import Bundle, Groups, Prediction, SimulatedData
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.study import Scenario, parse_study, scenario_keys, scenario_tasks
@@ -94,13 +94,13 @@ def test_torch_arm_bundle_scales_are_reused_at_inference(tmp_path: Path, monkeyp
     # load the bundle and infer again: identical patches
     stored = ctx.layout.outputs.read("infer", keys.infer, Prediction).patches
     seen: dict[str, float] = {}
-    real = model_stages.backend_module("torch").infer_pinn
+    real = load_backend("torch").infer_pinn
 
     def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
         seen.update(norm_factor=kwargs["norm_factor"], log_scale=kwargs["log_scale"])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(model_stages.backend_module("torch"), "infer_pinn", spy)
+    monkeypatch.setattr(load_backend("torch"), "infer_pinn", spy)
     shutil.rmtree(ctx.layout.arrays.path / "infer" / keys.infer)  # infer must run again
     infer = next(t for t in scenario_tasks(s) if t.stage == "infer")
     rerun = execute_stage(ctx, infer)

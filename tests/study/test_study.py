@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -75,7 +76,8 @@ exclude = [{ "grouping.gridsize" = 2, "scan.kind" = "random" }]
         ('[axes]\n"grouping.gridsize" = [1, 2, 4]\n', 'axes."grouping.gridsize"[2]: Input should be 1, 2 or 3, got 4'),
         ('[axes]\n"grouping.gridsise" = [1]\n', "axes.\"grouping.gridsise\": unknown field path 'grouping.gridsise' (did you mean 'grouping.gridsize'?)"),
         ('[axes]\n"probe" = [{ n = 64, radious = 3.0 }]\n', 'axes."probe"[0]: unknown key \'radious\' (did you mean \'radius\'?)'),
-        ("[base.object]\nsize = 40\n", "base: object.size must be at least probe.n + 2*scan.margin = 64, got 40"),
+        ("[base.object]\nsize = 40\n", "base.object.size: must be at least probe.n + 2*scan.margin = 64, got 40"),
+        ('[axes]\n"probe.n" = [16]\n', 'stitch.crop: must be at most probe.n = 16, got 20 (with probe.n = [16])'),
         ("[base.scan]\nkind = 'random'\n", "base.scan: n_positions is required for a random scan"),
         ("[study]\nname = '../etc'\n", "study.name: String should match pattern"),
         ('[axes]\nexclude = [{ "grouping.gridsize" = 3 }]\n', "axes.exclude[0]: matches no scenario"),
@@ -105,29 +107,48 @@ def test_study_dict_round_trip() -> None:
 
 # Hypothesis: spec -> JSON -> spec is the identity.
 _finite = st.floats(min_value=1e-3, max_value=1e12, allow_nan=False, allow_infinity=False)
-scenario_dicts = st.fixed_dictionaries(
-    {
-        "object": st.fixed_dictionaries(
-            {"kind": st.sampled_from(["lines", "grf", "siemens_star"]), "size": st.integers(300, 2048),
-             "amplitude_range": st.tuples(st.floats(0, 0.5), st.floats(0.5, 2.0)),
-             "n_lines": st.integers(1, 1000)}
-        ),
-        "probe": st.fixed_dictionaries(
-            {"kind": st.sampled_from(["disk", "gaussian", "zone_plate"]), "n": st.sampled_from([16, 32, 64, 128]),
-             "defocus": st.floats(-50, 50), "probe_scale": _finite}
-        ),
-        "dose": st.fixed_dictionaries({"nphotons": _finite, "noise": st.booleans()}),
-        "grouping": st.fixed_dictionaries({"gridsize": st.sampled_from([1, 2, 3]), "k_neighbors": st.integers(8, 20),
-                                           "n_groups": st.one_of(st.none(), st.integers(1, 10**6))}),
-        "model": st.fixed_dictionaries({"backend": st.sampled_from(["oracle", "torch", "tf"]),
-                                        "filters": st.one_of(st.none(), st.lists(st.integers(1, 512), min_size=1, max_size=4)),
-                                        "loss": st.sampled_from(["poisson", "mae"])}),
-        "stitch": st.fixed_dictionaries({"crop": st.one_of(st.none(), st.integers(1, 16)),
-                                         "frame": st.sampled_from(["object", "centered"])}),
-        "seed": st.integers(0, 2**62),
-        "replicate": st.integers(0, 100),
-    }
-)
+
+
+def _probe(sizes: list[int]) -> st.SearchStrategy[dict]:
+    return st.fixed_dictionaries(
+        {"kind": st.sampled_from(["disk", "gaussian", "zone_plate"]), "n": st.sampled_from(sizes),
+         "defocus": st.floats(-50, 50), "probe_scale": _finite}
+    )
+
+
+def _model(backend: str, n: int) -> st.SearchStrategy[dict]:
+    """The oracle arm takes any filters; a PINN arm one per encoder block (log2(N) - 3)."""
+    length = {"min_size": 1, "max_size": 4} if backend == "oracle" else {
+        "min_size": int(np.log2(n)) - 3, "max_size": int(np.log2(n)) - 3}
+    return st.fixed_dictionaries({"backend": st.just(backend),
+                                  "filters": st.one_of(st.none(), st.lists(st.integers(1, 512), **length)),
+                                  "loss": st.sampled_from(["poisson", "mae"])})
+
+
+def _arm(backend: str) -> st.SearchStrategy[tuple[dict, dict]]:
+    sizes = [16, 32, 64, 128] if backend == "oracle" else [32, 64, 128]
+    return _probe(sizes).flatmap(lambda probe: st.tuples(st.just(probe), _model(backend, probe["n"])))
+
+
+scenario_dicts = st.tuples(
+    st.sampled_from(["oracle", "torch", "tf"]).flatmap(_arm),
+    st.fixed_dictionaries(
+        {
+            "object": st.fixed_dictionaries(
+                {"kind": st.sampled_from(["lines", "grf", "siemens_star"]), "size": st.integers(300, 2048),
+                 "amplitude_range": st.tuples(st.floats(0, 0.5), st.floats(0.5, 2.0)),
+                 "n_lines": st.integers(1, 1000)}
+            ),
+            "dose": st.fixed_dictionaries({"nphotons": _finite, "noise": st.booleans()}),
+            "grouping": st.fixed_dictionaries({"gridsize": st.sampled_from([1, 2, 3]), "k_neighbors": st.integers(8, 20),
+                                               "n_groups": st.one_of(st.none(), st.integers(2, 10**6))}),
+            "stitch": st.fixed_dictionaries({"crop": st.one_of(st.none(), st.integers(1, 16)),
+                                             "frame": st.sampled_from(["object", "centered"])}),
+            "seed": st.integers(0, 2**62),
+            "replicate": st.integers(0, 100),
+        }
+    ),
+).map(lambda parts: {**parts[1], "probe": parts[0][0], "model": parts[0][1]})
 
 
 @settings(max_examples=60, deadline=None)

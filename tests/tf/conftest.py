@@ -1,4 +1,4 @@
-"""Fixtures of the TensorFlow backend tests (N = 32, tiny filters, numpy-only synthetic data).
+"""Fixtures of the TensorFlow backend tests (N = 32, tiny filters, data from ptycho_dist.physics).
 
 TensorFlow and PyTorch must never be imported in one process. These tests run in their own pytest
 process (``python -m pytest tests/tf -m tf``); when a run that already imported torch (e.g. a plain
@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ptycho_dist.bench.train import synthetic_data
-from ptycho_dist.models.common import PinnConfig, TrainData, TrainResult
+from pinn_data import simulated_train_data
+
+from ptycho_dist.models import PinnConfig, TrainData, TrainResult
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -29,13 +30,13 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 @pytest.fixture(scope="session")
 def data_g1() -> TrainData:
     """40 single-pattern groups, N = 32, 1e5 photons per pattern."""
-    return synthetic_data(n=32, gridsize=1, n_groups=40, nphotons=1e5, rng=11)
+    return simulated_train_data(n=32, gridsize=1, n_groups=40, nphotons=1e5, rng=11)
 
 
 @pytest.fixture(scope="session")
 def data_g2() -> TrainData:
     """24 groups of 2 x 2 patterns, N = 32."""
-    return synthetic_data(n=32, gridsize=2, n_groups=24, nphotons=1e5, rng=12)
+    return simulated_train_data(n=32, gridsize=2, n_groups=24, nphotons=1e5, rng=12)
 
 
 @pytest.fixture(scope="session")

@@ -18,15 +18,16 @@ import reference_pinn as ref
 
 tf = pytest.importorskip("tensorflow")
 
-from ptycho_dist.bench.train import synthetic_data  # noqa: E402
-from ptycho_dist.models.common import (  # noqa: E402
+from pinn_data import simulated_train_data  # noqa: E402
+
+from ptycho_dist.models import (  # noqa: E402
     InferResult,
     PinnConfig,
     TrainData,
     TrainResult,
     normalization_factor,
+    prepare_arrays,
 )
-from ptycho_dist.models.common import prepare_arrays  # noqa: E402
 from ptycho_dist.models.tf.net import PinnModel, import_weights  # noqa: E402
 from ptycho_dist.models.tf.train import infer_pinn, make_fit  # noqa: E402
 
@@ -107,7 +108,7 @@ def test_bundles_transplant_both_ways(tmp_path: Path, trained_g1: TrainResult, c
                                       rng: np.random.Generator) -> None:
     cfg2 = PinnConfig(n=32, gridsize=2, filters=(8, 16), batch_size=8, epochs=1,
                       log_scale_init="dose")
-    data3 = synthetic_data(n=32, gridsize=3, n_groups=4, nphotons=1e5, rng=13)
+    data3 = simulated_train_data(n=32, gridsize=3, n_groups=4, nphotons=1e5, rng=13)
     cfg3 = PinnConfig(n=32, gridsize=3, filters=(4, 8), log_scale_init="dose")
     bundles = {   # name -> (data, config, weights, norm_factor, log_scale), run by both backends
         "tf_trained_g1": (data_g1, config_g1, trained_g1.weights, trained_g1.norm_factor,

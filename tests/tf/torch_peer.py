@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from ptycho_dist.models.common import PinnConfig, TrainData
+from ptycho_dist.models import PinnConfig, TrainData
 from ptycho_dist.models.torch.train import infer_pinn, train_pinn
 
 

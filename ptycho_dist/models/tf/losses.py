@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import tensorflow as tf
 
-from ptycho_dist.errors import SpecError
+from ptycho_dist.errors import ModelError
 
-__all__ = ["POISSON_EPS", "poisson_nll", "mae_amplitude", "pinn_loss"]
+__all__ = ["POISSON_EPS", "poisson_nll", "mae_amplitude", "pinn_loss", "loss_function"]
 
 #: added to the predicted intensity inside the logarithm of the Poisson NLL (as in torch)
 POISSON_EPS = 1e-7
@@ -42,10 +44,18 @@ def mae_amplitude(pred_amplitude: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(tf.sqrt(k) - pred_amplitude))
 
 
+def loss_function(name: str) -> Callable[[tf.Tensor, tf.Tensor], tf.Tensor]:
+    """The loss ``(pred_amplitude, counts) -> scalar`` named ``name`` ("poisson" or "mae").
+
+    Resolved once, eagerly, when a model or fit is built, so that a bad name is a
+    :class:`~ptycho_dist.errors.ModelError` in both backends (never an error inside a traced graph).
+    """
+    losses = {"poisson": poisson_nll, "mae": mae_amplitude}
+    if name not in losses:
+        raise ModelError(f"loss must be 'poisson' or 'mae', got {name!r}")
+    return losses[name]
+
+
 def pinn_loss(name: str, pred_amplitude: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
-    """The loss named ``name`` ("poisson" or "mae"); another name is a :class:`SpecError`."""
-    if name == "poisson":
-        return poisson_nll(pred_amplitude, counts)
-    if name == "mae":
-        return mae_amplitude(pred_amplitude, counts)
-    raise SpecError(f"loss must be 'poisson' or 'mae', got {name!r}")
+    """The loss named ``name`` ("poisson" or "mae"); another name is a :class:`ModelError`."""
+    return loss_function(name)(pred_amplitude, counts)

@@ -17,18 +17,15 @@ initial weights depend on ``seed`` only (not on global RNG state or construction
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho_dist.models.common import (
-    PinnConfig,
-    central_window,
-    check_weights,
-    decoder_filters,
-    weight_layout,
-)
+from ptycho_dist.errors import ModelError
+from ptycho_dist.models.config import PinnConfig, central_window, decoder_filters
+from ptycho_dist.models.weights import check_weights, weight_layout
 from ptycho_dist.models.tf.layers import (
     far_field_amplitude,
     overlap_constraint,
@@ -36,7 +33,7 @@ from ptycho_dist.models.tf.layers import (
     upsample_nearest,
 )
 
-__all__ = ["PinnModel", "export_weights", "import_weights", "canonical_convs"]
+__all__ = ["PinnModel", "export_weights", "import_weights", "canonical_convs", "amp_activation"]
 
 
 def _conv(cin: int, cout: int, gen: np.random.Generator, name: str) -> keras.layers.Conv2D:
@@ -83,12 +80,21 @@ class Decoder(keras.layers.Layer):
         return self.final(z)
 
 
-def _amp_activation(name: str, x: tf.Tensor) -> tf.Tensor:
-    if name == "sigmoid":
-        return tf.sigmoid(x)
-    if name == "softplus":
-        return tf.nn.softplus(x)
-    return x * tf.sigmoid(x)  # swish
+def _swish(x: tf.Tensor) -> tf.Tensor:
+    return x * tf.sigmoid(x)
+
+
+def amp_activation(name: str) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The amplitude activation named ``name`` ("sigmoid", "softplus" or "swish").
+
+    Resolved when the model is built (eagerly, never inside a traced graph); another name is a
+    :class:`ModelError` (as in torch).
+    """
+    activations: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+        "sigmoid": tf.sigmoid, "softplus": tf.nn.softplus, "swish": _swish}
+    if name not in activations:
+        raise ModelError(f"amp_activation must be 'sigmoid', 'softplus' or 'swish', got {name!r}")
+    return activations[name]
 
 
 class PinnModel(keras.Model):
@@ -109,6 +115,7 @@ class PinnModel(keras.Model):
                  seed: int | None = None) -> None:
         super().__init__(name="pinn")
         self.config = config
+        self.amp_fn = amp_activation(config.amp_activation)
         c, f = config.channels, config.resolved_filters
         gen = np.random.default_rng(seed)
         self.encoder = [ConvBlock(cin, cout, gen, name=f"encoder_{i}")
@@ -137,7 +144,7 @@ class PinnModel(keras.Model):
         z = tf.transpose(tf.cast(x, tf.float32), [0, 2, 3, 1])
         for block in self.encoder:
             z = tf.nn.max_pool2d(block(z), ksize=2, strides=2, padding="VALID")
-        amp = _amp_activation(self.config.amp_activation, self.decoder_amp(z))
+        amp = self.amp_fn(self.decoder_amp(z))
         phase = math.pi * tf.tanh(self.decoder_phase(z))
         amp = pad_central(tf.transpose(amp, [0, 3, 1, 2]))
         phase = pad_central(tf.transpose(phase, [0, 3, 1, 2]))
@@ -196,8 +203,8 @@ def import_weights(model: PinnModel, weights: dict[str, np.ndarray]) -> None:
 
     Raises
     ------
-    SpecError
-        If the names or shapes differ from :func:`ptycho_dist.models.common.weight_layout`.
+    ModelError
+        If the names or shapes differ from :func:`ptycho_dist.models.weights.weight_layout`.
     """
     check_weights(weights, model.config)
     for prefix, conv in canonical_convs(model).items():

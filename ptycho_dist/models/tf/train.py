@@ -3,8 +3,8 @@
 The same semantics as ``ptycho_dist/models/torch/train.py`` (and its LightningModule), with a
 custom loop (``tf.function`` + ``GradientTape``) instead of Lightning:
 
-* split, normalization factor and inputs from :func:`~ptycho_dist.models.common.prepare_arrays`;
-  initial ``log_scale`` from :func:`~ptycho_dist.models.common.starting_log_scale`;
+* split, normalization factor and inputs from :func:`~ptycho_dist.models.data.prepare_arrays`;
+  initial ``log_scale`` from :func:`~ptycho_dist.models.data.starting_log_scale`;
 * Adam (lr ``config.lr``, betas 0.9/0.999, epsilon 1e-8; Keras adds epsilon to the uncorrected
   ``sqrt(v)``, PyTorch to the bias-corrected ``sqrt(v_hat)``: the updates differ only where
   ``sqrt(v) ~ 1e-8``); batches of ``config.batch_size`` drawn from a fresh permutation of the
@@ -39,19 +39,18 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho_dist.errors import SpecError
-from ptycho_dist.models.common import (
+from ptycho_dist.errors import ModelError
+from ptycho_dist.models.config import PinnConfig
+from ptycho_dist.models.data import (
     InferResult,
-    PinnConfig,
     PreparedArrays,
     TrainData,
     TrainResult,
-    check_arrays,
-    normalized_inputs,
     prepare_arrays,
+    prepare_inference,
     starting_log_scale,
 )
-from ptycho_dist.models.tf.losses import pinn_loss
+from ptycho_dist.models.tf.losses import loss_function
 from ptycho_dist.models.tf.net import PinnModel, export_weights, import_weights
 
 __all__ = [
@@ -77,15 +76,15 @@ def resolve_accelerator(accelerator: str) -> str:
 
     Raises
     ------
-    SpecError
+    ModelError
         For any other value, or "gpu" without a GPU.
     """
     if accelerator not in ("auto", "cpu", "gpu"):
-        raise SpecError(f"accelerator must be 'auto', 'cpu' or 'gpu', got {accelerator!r}")
+        raise ModelError(f"accelerator must be 'auto', 'cpu' or 'gpu', got {accelerator!r}")
     if accelerator == "auto":
         return "gpu" if _has_gpu() else "cpu"
     if accelerator == "gpu" and not _has_gpu():
-        raise SpecError("accelerator='gpu' was asked for but TensorFlow sees no GPU")
+        raise ModelError("accelerator='gpu' was asked for but TensorFlow sees no GPU")
     return accelerator
 
 
@@ -96,7 +95,7 @@ def resolve_device(device: str | None) -> str:
 
     Raises
     ------
-    SpecError
+    ModelError
         For any other string.
     """
     if device is None:
@@ -106,7 +105,7 @@ def resolve_device(device: str | None) -> str:
     kind, _, index = device.lower().partition(":")
     if kind in ("cpu", "gpu", "cuda") and (index == "" or index.isdigit()):
         return f"/{'CPU' if kind == 'cpu' else 'GPU'}:{index or 0}"
-    raise SpecError(f"device must be None, 'cpu', 'gpu[:k]', 'cuda[:k]' or a TF name, got {device!r}")
+    raise ModelError(f"device must be None, 'cpu', 'gpu[:k]', 'cuda[:k]' or a TF name, got {device!r}")
 
 
 @contextlib.contextmanager
@@ -210,6 +209,7 @@ def make_fit(model: PinnModel, config: PinnConfig) -> Fit:
     ``train_step(x, relative, counts)`` returns the batch loss and applies one Adam update unless
     the loss is non-finite; ``eval_step`` returns the loss only. Inputs channels-first, float32.
     """
+    loss_fn = loss_function(config.loss)   # eager: a bad name is a ModelError, not a StagingError
     variables = model.trainable_variables
     optimizer = keras.optimizers.Adam(learning_rate=config.lr, beta_1=0.9, beta_2=0.999,
                                       epsilon=1e-8)
@@ -219,7 +219,7 @@ def make_fit(model: PinnModel, config: PinnConfig) -> Fit:
     def train_step(x: tf.Tensor, rel: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
             _, amp = model(x, rel, training=True)
-            loss = pinn_loss(config.loss, amp, counts)
+            loss = loss_fn(amp, counts)
         grads = tape.gradient(loss, variables)
         if tf.math.is_finite(loss):
             optimizer.apply(grads, variables)
@@ -228,7 +228,7 @@ def make_fit(model: PinnModel, config: PinnConfig) -> Fit:
     @tf.function(input_signature=_signature(config))
     def eval_step(x: tf.Tensor, rel: tf.Tensor, counts: tf.Tensor) -> tf.Tensor:
         _, amp = model(x, rel, training=False)
-        return pinn_loss(config.loss, amp, counts)
+        return loss_fn(amp, counts)
 
     return Fit(model, config, optimizer, train_step, eval_step, lr=config.lr)
 
@@ -320,13 +320,13 @@ def train_pinn(data: TrainData, config: PinnConfig, *, seed: int, accelerator: s
 
     Raises
     ------
-    SpecError
+    ModelError
         If the data do not match the config, the split leaves no training group, or the
         accelerator / device count is not available.
     """
     acc = resolve_accelerator(accelerator)
     if devices != 1:
-        raise SpecError(f"the single-process TF trainer uses devices=1, got {devices!r}; "
+        raise ModelError(f"the single-process TF trainer uses devices=1, got {devices!r}; "
                         "use the Ray Train path for several devices")
     arrays = prepare_arrays(data, config, seed=seed)
     log_scale = starting_log_scale(config, nphotons=data.nphotons, scale=data.scale)
@@ -354,7 +354,7 @@ def infer_pinn(weights: dict[str, np.ndarray], config: PinnConfig, *, counts: np
     Parameters
     ----------
     weights : dict of str to ndarray
-        Canonical weights (:func:`ptycho_dist.models.common.weight_layout`), from either backend.
+        Canonical weights (:func:`ptycho_dist.models.weights.weight_layout`), from either backend.
     config : PinnConfig
     counts : ndarray, shape (B, C, N, N)
     scale : float
@@ -371,20 +371,17 @@ def infer_pinn(weights: dict[str, np.ndarray], config: PinnConfig, *, counts: np
     -------
     InferResult
         ``object_patches`` complex64 (B, C, N, N), ``pred_amplitude`` float32 (B, C, N, N).
+
+    Raises
+    ------
+    ModelError
+        Inputs that do not fit (:func:`~ptycho_dist.models.data.prepare_inference`), weights that
+        do not match the config, or an unknown device.
     """
-    check_arrays(counts, probe, relative)
-    if counts.shape[1:] != (config.channels, config.n, config.n):
-        raise SpecError(f"counts have shape {counts.shape} but the config expects (B, {config.channels}, "
-                        f"{config.n}, {config.n}) (gridsize {config.gridsize})")
-    if not (math.isfinite(norm_factor) and norm_factor > 0 and math.isfinite(log_scale)):
-        raise SpecError(f"norm_factor must be > 0 and log_scale finite, got {norm_factor}, {log_scale}")
-    if batch_size < 1:
-        raise SpecError(f"batch_size must be >= 1, got {batch_size}")
-    if counts.shape[0] == 0:
-        shape = counts.shape
-        return InferResult(np.zeros(shape, np.complex64), np.zeros(shape, np.float32))
-    x = normalized_inputs(counts, scale=scale, norm_factor=norm_factor)
-    rel = np.asarray(relative, dtype=np.float32)
+    x, rel = prepare_inference(config, counts=counts, scale=scale, probe=probe, relative=relative,
+                               norm_factor=norm_factor, log_scale=log_scale, batch_size=batch_size)
+    if x.shape[0] == 0:
+        return InferResult.empty(config)
     with tf.device(resolve_device(device)):
         model = PinnModel(config, probe, log_scale=log_scale, seed=0)
         import_weights(model, weights)

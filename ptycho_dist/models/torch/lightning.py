@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities.types import LRSchedulerConfigType, OptimizerLRSchedulerConfig
 from torch import Tensor
 
-from ptycho_dist.models.common import PinnConfig
-from ptycho_dist.models.torch.losses import pinn_loss
+from ptycho_dist.models.config import PinnConfig
+from ptycho_dist.models.torch.losses import loss_function
 from ptycho_dist.models.torch.net import PinnNet
 
 __all__ = ["PinnLightning"]
@@ -42,7 +43,7 @@ class PinnLightning(pl.LightningModule):
     Attributes
     ----------
     history : list of dict
-        One row per epoch (keys :data:`ptycho_dist.models.common.HISTORY_KEYS`).
+        One row per epoch (keys :data:`ptycho_dist.models.data.HISTORY_KEYS`).
     diverged_epoch : int or None
         First 0-based epoch with a non-finite loss.
     """
@@ -51,6 +52,7 @@ class PinnLightning(pl.LightningModule):
                  has_val: bool = True) -> None:
         super().__init__()
         self.config = config
+        self.loss_fn = loss_function(config.loss)
         self.net = PinnNet(config, probe, log_scale=log_scale)
         self.monitor = "val_loss" if has_val else "train_loss"
         self.history: list[dict[str, Any]] = []
@@ -67,7 +69,7 @@ class PinnLightning(pl.LightningModule):
     def _loss(self, batch: Batch) -> Tensor:
         x, relative, counts = batch
         _, pred = self.net(x, relative)
-        return pinn_loss(self.config.loss, pred, counts)
+        return self.loss_fn(pred, counts)
 
     def _mark_diverged(self) -> None:
         if self.diverged_epoch is None:
@@ -130,13 +132,13 @@ class PinnLightning(pl.LightningModule):
         s, n = (float(v) for v in total.cpu())
         return s / n if n > 0 else math.nan
 
-    def configure_optimizers(self) -> dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         cfg = self.config
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=cfg.lr)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
             min_lr=cfg.min_lr)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor,
-                                 "interval": "epoch", "frequency": 1}}
+        schedule: LRSchedulerConfigType = {"scheduler": scheduler, "monitor": self.monitor,
+                                           "interval": "epoch", "frequency": 1}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

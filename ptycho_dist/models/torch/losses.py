@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["POISSON_EPS", "poisson_nll", "mae_amplitude", "pinn_loss"]
+from ptycho_dist.errors import ModelError
+
+__all__ = ["POISSON_EPS", "poisson_nll", "mae_amplitude", "pinn_loss", "loss_function"]
 
 #: added to the predicted intensity inside the logarithm of the Poisson NLL
 POISSON_EPS = 1e-7
@@ -39,10 +43,18 @@ def mae_amplitude(pred_amplitude: Tensor, counts: Tensor) -> Tensor:
     return torch.mean(torch.abs(torch.sqrt(counts) - pred_amplitude))
 
 
+def loss_function(name: str) -> Callable[[Tensor, Tensor], Tensor]:
+    """The loss ``(pred_amplitude, counts) -> scalar`` named ``name`` ("poisson" or "mae").
+
+    Resolved once, eagerly, when a model or fit is built, so that a bad name is a
+    :class:`~ptycho_dist.errors.ModelError` in both backends (never an error inside a traced graph).
+    """
+    losses = {"poisson": poisson_nll, "mae": mae_amplitude}
+    if name not in losses:
+        raise ModelError(f"loss must be 'poisson' or 'mae', got {name!r}")
+    return losses[name]
+
+
 def pinn_loss(name: str, pred_amplitude: Tensor, counts: Tensor) -> Tensor:
-    """The loss named ``name`` ("poisson" or "mae")."""
-    if name == "poisson":
-        return poisson_nll(pred_amplitude, counts)
-    if name == "mae":
-        return mae_amplitude(pred_amplitude, counts)
-    raise ValueError(f"loss must be 'poisson' or 'mae', got {name!r}")
+    """The loss named ``name`` ("poisson" or "mae"); another name is a :class:`ModelError`."""
+    return loss_function(name)(pred_amplitude, counts)

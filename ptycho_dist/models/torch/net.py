@@ -2,25 +2,22 @@
 
 Tensors are channels-first: inputs (B, C, N, N) with C = gridsize**2 group members as channels.
 Module names are chosen so that ``state_dict`` keys map one-to-one onto the canonical weight names
-of :func:`ptycho_dist.models.common.weight_layout` (``weight`` -> ``kernel``, OIHW -> HWIO).
+of :func:`ptycho_dist.models.weights.weight_layout` (``weight`` -> ``kernel``, OIHW -> HWIO).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ptycho_dist.models.common import (
-    PinnConfig,
-    central_window,
-    check_weights,
-    decoder_filters,
-    weight_layout,
-)
+from ptycho_dist.errors import ModelError
+from ptycho_dist.models.config import PinnConfig, central_window, decoder_filters
+from ptycho_dist.models.weights import check_weights, weight_layout
 from ptycho_dist.models.torch.layers import (
     far_field_amplitude,
     overlap_constraint,
@@ -28,7 +25,7 @@ from ptycho_dist.models.torch.layers import (
     upsample_nearest,
 )
 
-__all__ = ["PinnNet", "export_weights", "import_weights"]
+__all__ = ["PinnNet", "export_weights", "import_weights", "amp_activation"]
 
 
 class ConvBlock(nn.Module):
@@ -60,12 +57,20 @@ def _run_decoder(decoder: nn.ModuleDict, z: Tensor) -> Tensor:
     return z
 
 
-def _amp_activation(name: str, x: Tensor) -> Tensor:
-    if name == "sigmoid":
-        return torch.sigmoid(x)
-    if name == "softplus":
-        return F.softplus(x)
-    return x * torch.sigmoid(x)  # swish
+def _swish(x: Tensor) -> Tensor:
+    return x * torch.sigmoid(x)
+
+
+def amp_activation(name: str) -> Callable[[Tensor], Tensor]:
+    """The amplitude activation named ``name`` ("sigmoid", "softplus" or "swish").
+
+    Resolved when the network is built; another name is a :class:`ModelError` (as in TF).
+    """
+    activations: dict[str, Callable[[Tensor], Tensor]] = {
+        "sigmoid": torch.sigmoid, "softplus": F.softplus, "swish": _swish}
+    if name not in activations:
+        raise ModelError(f"amp_activation must be 'sigmoid', 'softplus' or 'swish', got {name!r}")
+    return activations[name]
 
 
 class PinnNet(nn.Module):
@@ -80,9 +85,13 @@ class PinnNet(nn.Module):
         Initial log intensity scale; a parameter trained when ``config.trainable_scale``.
     """
 
+    probe: Tensor
+    window: Tensor
+
     def __init__(self, config: PinnConfig, probe: np.ndarray, *, log_scale: float) -> None:
         super().__init__()
         self.config = config
+        self.amp_fn = amp_activation(config.amp_activation)
         c, f = config.channels, config.resolved_filters
         self.encoder = nn.ModuleList(
             [ConvBlock(cin, cout) for cin, cout in zip((c, *f[:-1]), f, strict=True)])
@@ -109,7 +118,7 @@ class PinnNet(nn.Module):
         z = x
         for block in self.encoder:
             z = F.max_pool2d(block(z), 2)
-        amp = _amp_activation(self.config.amp_activation, _run_decoder(self.decoder_amp, z))
+        amp = self.amp_fn(_run_decoder(self.decoder_amp, z))
         phase = math.pi * torch.tanh(_run_decoder(self.decoder_phase, z))
         amp, phase = pad_central(amp), pad_central(phase)
         return torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
@@ -151,7 +160,7 @@ def export_weights(net: PinnNet) -> dict[str, np.ndarray]:
     for prefix, conv in _canonical_modules(net).items():
         kernel = conv.weight.detach().cpu().permute(2, 3, 1, 0).contiguous()
         out[f"{prefix}.kernel"] = kernel.numpy().astype(np.float32)
-        out[f"{prefix}.bias"] = conv.bias.detach().cpu().numpy().astype(np.float32)
+        out[f"{prefix}.bias"] = _bias(conv, prefix).detach().cpu().numpy().astype(np.float32)
     order = list(weight_layout(net.config))
     return {k: out[k] for k in order}
 
@@ -161,12 +170,20 @@ def import_weights(net: PinnNet, weights: dict[str, np.ndarray]) -> None:
 
     Raises
     ------
-    SpecError
-        If the names or shapes differ from :func:`ptycho_dist.models.common.weight_layout`.
+    ModelError
+        If the names or shapes differ from :func:`ptycho_dist.models.weights.weight_layout`.
     """
     check_weights(weights, net.config)
     with torch.no_grad():
         for prefix, conv in _canonical_modules(net).items():
             kernel = torch.as_tensor(np.asarray(weights[f"{prefix}.kernel"], dtype=np.float32))
             conv.weight.copy_(kernel.permute(3, 2, 0, 1))
-            conv.bias.copy_(torch.as_tensor(np.asarray(weights[f"{prefix}.bias"], dtype=np.float32)))
+            bias = torch.as_tensor(np.asarray(weights[f"{prefix}.bias"], dtype=np.float32))
+            _bias(conv, prefix).copy_(bias)
+
+
+def _bias(conv: nn.Conv2d, prefix: str) -> Tensor:
+    """The bias of a canonical convolution (every one has a bias)."""
+    if conv.bias is None:
+        raise ModelError(f"convolution {prefix!r} has no bias; the canonical layout needs one")
+    return conv.bias

@@ -1,7 +1,7 @@
 """Training and inference entry points of the PyTorch PINN (no I/O, no Ray).
 
 :func:`train_pinn` splits the groups (seeded), computes the normalization factor on the training
-split, trains with Lightning and returns a :class:`~ptycho_dist.models.common.TrainResult`;
+split, trains with Lightning and returns a :class:`~ptycho_dist.models.data.TrainResult`;
 :func:`infer_pinn` runs a trained model with the bundle's normalization factor and intensity scale
 unchanged. The pieces (:func:`prepare_data`, :func:`make_module`, :func:`make_trainer`,
 :func:`fit`) are reused by the Ray Train path.
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import time
 import warnings
 from collections.abc import Iterator
@@ -23,15 +22,14 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler, TensorDataset
 
-from ptycho_dist.errors import SpecError
-from ptycho_dist.models.common import (
+from ptycho_dist.errors import ModelError
+from ptycho_dist.models.config import PinnConfig
+from ptycho_dist.models.data import (
     InferResult,
-    PinnConfig,
     TrainData,
     TrainResult,
-    check_arrays,
-    normalized_inputs,
     prepare_arrays,
+    prepare_inference,
     starting_log_scale,
 )
 from ptycho_dist.models.torch.lightning import PinnLightning
@@ -74,24 +72,24 @@ def resolve_accelerator(accelerator: str) -> str:
 
     Raises
     ------
-    SpecError
+    ModelError
         For any other value, or "gpu" without CUDA.
     """
     if accelerator not in ("auto", "cpu", "gpu"):
-        raise SpecError(f"accelerator must be 'auto', 'cpu' or 'gpu', got {accelerator!r}")
+        raise ModelError(f"accelerator must be 'auto', 'cpu' or 'gpu', got {accelerator!r}")
     if accelerator == "auto":
         return "gpu" if torch.cuda.is_available() else "cpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
-        raise SpecError("accelerator='gpu' was asked for but torch sees no CUDA device")
+        raise ModelError("accelerator='gpu' was asked for but torch sees no CUDA device")
     return accelerator
 
 
 def prepare_data(data: TrainData, config: PinnConfig, *, seed: int) -> PreparedData:
-    """Tensor datasets of :func:`~ptycho_dist.models.common.prepare_arrays` (split + normalization).
+    """Tensor datasets of :func:`~ptycho_dist.models.data.prepare_arrays` (split + normalization).
 
     Raises
     ------
-    SpecError
+    ModelError
         If the data's N or C do not match the config, or the training split is empty.
     """
     arrays = prepare_arrays(data, config, seed=seed)
@@ -191,6 +189,21 @@ def result_of(module: PinnLightning, prepared: PreparedData, seconds: float) -> 
         n_val=0 if prepared.val is None else len(prepared.val))
 
 
+def _device(device: str | None) -> torch.device:
+    """Torch device for ``device``: None -> "cuda" when available, else "cpu".
+
+    Raises
+    ------
+    ModelError
+        For a string torch does not parse as a device.
+    """
+    try:
+        return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError) as exc:
+        raise ModelError(f"device must be None or a torch device name ('cpu', 'cuda[:k]'), "
+                         f"got {device!r}") from exc
+
+
 def train_pinn(data: TrainData, config: PinnConfig, *, seed: int, accelerator: str = "auto",
                devices: int = 1, progress: bool = False) -> TrainResult:
     """Train the PINN on one device (Lightning) and return weights, scales and history.
@@ -213,6 +226,12 @@ def train_pinn(data: TrainData, config: PinnConfig, *, seed: int, accelerator: s
     -------
     TrainResult
         A non-finite loss never raises: training stops and ``diverged_epoch`` is set.
+
+    Raises
+    ------
+    ModelError
+        If the data do not match the config, the split leaves no training group, or the
+        accelerator is not available.
     """
     acc = resolve_accelerator(accelerator)
     prepared = prepare_data(data, config, seed=seed)
@@ -236,7 +255,7 @@ def infer_pinn(weights: dict[str, np.ndarray], config: PinnConfig, *, counts: np
     Parameters
     ----------
     weights : dict of str to ndarray
-        Canonical weights (:func:`ptycho_dist.models.common.weight_layout`).
+        Canonical weights (:func:`ptycho_dist.models.weights.weight_layout`).
     config : PinnConfig
     counts : ndarray, shape (B, C, N, N)
     scale : float
@@ -253,21 +272,21 @@ def infer_pinn(weights: dict[str, np.ndarray], config: PinnConfig, *, counts: np
     -------
     InferResult
         ``object_patches`` complex64 (B, C, N, N), ``pred_amplitude`` float32 (B, C, N, N).
+
+    Raises
+    ------
+    ModelError
+        Inputs that do not fit (:func:`~ptycho_dist.models.data.prepare_inference`), weights that
+        do not match the config, or an unknown device.
     """
-    check_arrays(counts, probe, relative)
-    if not (math.isfinite(norm_factor) and norm_factor > 0 and math.isfinite(log_scale)):
-        raise SpecError(f"norm_factor must be > 0 and log_scale finite, got {norm_factor}, {log_scale}")
-    if batch_size < 1:
-        raise SpecError(f"batch_size must be >= 1, got {batch_size}")
-    if counts.shape[0] == 0:
-        shape = counts.shape
-        return InferResult(np.zeros(shape, np.complex64), np.zeros(shape, np.float32))
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    x, rel = prepare_inference(config, counts=counts, scale=scale, probe=probe, relative=relative,
+                               norm_factor=norm_factor, log_scale=log_scale, batch_size=batch_size)
+    if x.shape[0] == 0:
+        return InferResult.empty(config)
+    dev = _device(device)
     net = PinnNet(config, probe, log_scale=log_scale)
     import_weights(net, weights)
     net = net.to(dev).eval()
-    x = normalized_inputs(counts, scale=scale, norm_factor=norm_factor)
-    rel = np.asarray(relative, dtype=np.float32)
     objs, amps = [], []
     with torch.inference_mode():
         for start in range(0, x.shape[0], batch_size):
