@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ptycho_dist.errors import SpecError
-from ptycho_dist.study.errors import describe_error, format_loc
+from ptycho_dist.study.messages import describe_error, format_loc
 from ptycho_dist.study.spec import (
     PINN_BACKENDS,
     ActivationName,

@@ -70,7 +70,7 @@ def rule_error(model: str, loc: tuple[str | int, ...], message: str, value: Any)
     Raised from a model validator, it keeps its location (nested under the parent's field), so that
     the one-line message names the dotted field path: ``base.training.min_lr: must be at most
     training.lr = 5e-05 (...), got 0.0001``. ``message`` says what was expected; the value received
-    is appended as ", got <value>" by :func:`ptycho_dist.study.errors.describe_error`.
+    is appended as ", got <value>" by :func:`ptycho_dist.study.messages.describe_error`.
     """
     error = PydanticCustomError("spec_rule", message.replace("{", "{{").replace("}", "}}"))
     return ValidationError.from_exception_data(
