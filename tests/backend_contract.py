@@ -316,8 +316,8 @@ class BackendContract:
             self.train(impl, data_g1, small_config(), seed=0, accelerator="gpu")
 
     @pytest.mark.parametrize(("field", "value", "message"), [
-        ("loss", "mse", "loss must be 'poisson' or 'mae', got 'mse'"),
-        ("amp_activation", "relu", "amp_activation must be 'sigmoid', 'softplus' or 'swish', got 'relu'"),
+        ("loss", "mse", "loss must be one of \\['mae', 'poisson'\\], got 'mse'"),
+        ("amp_activation", "relu", "amp_activation must be one of \\['sigmoid', 'softplus', 'swish'\\], got 'relu'"),
     ])
     def test_unchecked_config_names_are_model_errors(self, impl: Backend, data_g1: TrainData,
                                                      field: str, value: str, message: str) -> None:

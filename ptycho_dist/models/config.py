@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
 
-from ptycho_dist.errors import SpecError
+from ptycho_dist.errors import ModelError, SpecError
 from ptycho_dist.study.messages import describe_error, format_loc
 from ptycho_dist.study.spec import (
     PINN_BACKENDS,
@@ -38,6 +39,7 @@ __all__ = [
     "default_filters",
     "decoder_filters",
     "central_window",
+    "choose",
 ]
 
 
@@ -231,3 +233,15 @@ def check_spec(sections: dict[str, dict[str, Any]]) -> Scenario:
         loc, msg = describe_error(dict(exc.errors()[0]), Scenario)
         where = f"{format_loc(loc)}: " if loc else ""
         raise SpecError(f"model config: {where}{msg}") from None
+
+
+_T = TypeVar("_T")
+
+
+def choose(what: str, name: str, options: Mapping[str, _T]) -> _T:
+    """The entry ``name`` of a backend's ``options`` (its losses, its activations): resolved once,
+    eagerly, when a model or fit is built, so that both backends raise the same
+    :class:`~ptycho_dist.errors.ModelError` for a bad name (never an error inside a traced graph)."""
+    if name not in options:
+        raise ModelError(f"{what} must be one of {sorted(options)}, got {name!r}")
+    return options[name]

@@ -23,8 +23,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ptycho_dist.errors import ModelError
-from ptycho_dist.models.config import PinnConfig, central_window, decoder_filters
+from ptycho_dist.models.config import PinnConfig, central_window, choose, decoder_filters
 from ptycho_dist.models.weights import check_weights, weight_layout
 from ptycho_dist.models.tf.layers import (
     far_field_amplitude,
@@ -92,9 +91,7 @@ def amp_activation(name: str) -> Callable[[tf.Tensor], tf.Tensor]:
     """
     activations: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
         "sigmoid": tf.sigmoid, "softplus": tf.nn.softplus, "swish": _swish}
-    if name not in activations:
-        raise ModelError(f"amp_activation must be 'sigmoid', 'softplus' or 'swish', got {name!r}")
-    return activations[name]
+    return choose("amp_activation", name, activations)
 
 
 class PinnModel(keras.Model):

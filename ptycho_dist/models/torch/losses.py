@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ptycho_dist.errors import ModelError
+from ptycho_dist.models.config import choose
 
 __all__ = ["POISSON_EPS", "poisson_nll", "mae_amplitude", "pinn_loss", "loss_function"]
 
@@ -46,13 +46,9 @@ def mae_amplitude(pred_amplitude: Tensor, counts: Tensor) -> Tensor:
 def loss_function(name: str) -> Callable[[Tensor, Tensor], Tensor]:
     """The loss ``(pred_amplitude, counts) -> scalar`` named ``name`` ("poisson" or "mae").
 
-    Resolved once, eagerly, when a model or fit is built, so that a bad name is a
-    :class:`~ptycho_dist.errors.ModelError` in both backends (never an error inside a traced graph).
+    A bad name is a :class:`~ptycho_dist.errors.ModelError` (:func:`~ptycho_dist.models.config.choose`).
     """
-    losses = {"poisson": poisson_nll, "mae": mae_amplitude}
-    if name not in losses:
-        raise ModelError(f"loss must be 'poisson' or 'mae', got {name!r}")
-    return losses[name]
+    return choose("loss", name, {"poisson": poisson_nll, "mae": mae_amplitude})
 
 
 def pinn_loss(name: str, pred_amplitude: Tensor, counts: Tensor) -> Tensor:

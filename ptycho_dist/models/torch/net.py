@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptycho_dist.errors import ModelError
-from ptycho_dist.models.config import PinnConfig, central_window, decoder_filters
+from ptycho_dist.models.config import PinnConfig, central_window, choose, decoder_filters
 from ptycho_dist.models.weights import check_weights, weight_layout
 from ptycho_dist.models.torch.layers import (
     far_field_amplitude,
@@ -68,9 +68,7 @@ def amp_activation(name: str) -> Callable[[Tensor], Tensor]:
     """
     activations: dict[str, Callable[[Tensor], Tensor]] = {
         "sigmoid": torch.sigmoid, "softplus": F.softplus, "swish": _swish}
-    if name not in activations:
-        raise ModelError(f"amp_activation must be 'sigmoid', 'softplus' or 'swish', got {name!r}")
-    return activations[name]
+    return choose("amp_activation", name, activations)
 
 
 class PinnNet(nn.Module):
