@@ -109,7 +109,7 @@ def group_stage(ctx: StageContext, task: StageTask) -> StageResult:
 def oracle_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """The oracle arm's "prediction": the true patches of every group member, (B, C, N, N)."""
     sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
-    return StageResult(Prediction(patches=sim.truth_patches[groups.indices], backend="oracle"))
+    return StageResult(Prediction(patches=sim.truth_patches[groups.indices], backend="oracle", amplitude=None))
 
 
 def stitch_stage(ctx: StageContext, task: StageTask) -> StageResult:

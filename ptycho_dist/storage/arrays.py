@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import zarr
@@ -79,21 +79,20 @@ class ArrayStore:
         for stage in STAGES:
             root.require_group(stage)
 
-    def _root(self, mode: Literal["r", "r+", "a"] = "r") -> Any:
+    def _open_complete(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | None:
+        """The zarr group ``<stage>/<key>`` and its attributes when it carries the marker (one open)."""
         try:
-            return zarr.open_group(str(self.path), mode=mode, zarr_format=3)
-        except FileNotFoundError as exc:
-            raise StorageError(f"{self.path}: no array store (was the run started?)") from exc
+            group = zarr.open_group(str(self.path), path=f"{stage}/{key}", mode="r", zarr_format=3)
+        except FileNotFoundError:  # zarr's GroupNotFoundError is one; a missing store too
+            return None
+        attrs = dict(group.attrs)
+        if not attrs.get(MARKER, {}).get("complete", False):
+            return None
+        return group, attrs
 
     def is_complete(self, stage: str, key: str) -> bool:
         """True when ``<stage>/<key>`` exists and carries the completion marker."""
-        if not self.path.exists():
-            return False
-        root = self._root()
-        path = f"{stage}/{key}"
-        if path not in root:
-            return False
-        return bool(root[path].attrs.get(MARKER, {}).get("complete", False))
+        return self._open_complete(stage, key) is not None
 
     def write(self, stage: str, key: str, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any]) -> None:
         """Write a stage output from scratch, then its attributes with the completion marker last.
@@ -111,14 +110,21 @@ class ArrayStore:
                 compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=data.dtype.itemsize),
             )
             z[...] = data
-        group.attrs.update({**dict(attrs), MARKER: {"complete": True, "written_at": time.time()}})
+        # one metadata write, after every array: the marker is never seen before the arrays are complete
+        group.update_attributes({**dict(attrs), MARKER: {"complete": True, "written_at": time.time()}})
+
+    def read_if_complete(self, stage: str, key: str) -> StageGroup | None:
+        """The complete output ``<stage>/<key>``, or None when it is missing or unfinished."""
+        found = self._open_complete(stage, key)
+        return None if found is None else StageGroup(f"{stage}/{key}", found[1], found[0])
 
     def read(self, stage: str, key: str) -> StageGroup:
         """Open a complete stage output; an unfinished one is an error, never read."""
-        if not self.is_complete(stage, key):
+        found = self._open_complete(stage, key)
+        if found is None:
             raise StorageError(f"{self.path}/{stage}/{key}: missing or unfinished (no completion marker)")
-        group = self._root()[f"{stage}/{key}"]
-        return StageGroup(f"{stage}/{key}", dict(group.attrs), group)
+        group, attrs = found
+        return StageGroup(f"{stage}/{key}", attrs, group)
 
     def written_at(self, stage: str, key: str) -> float:
         """When the completion marker of ``<stage>/<key>`` was written (seconds since the epoch)."""

@@ -22,6 +22,7 @@ output kind             class                           stages
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,7 @@ class Dims:
         object.__setattr__(self, "names", names)
 
 
+@functools.cache
 def _array_fields(cls: type) -> dict[str, tuple[str, ...]]:
     """Field name -> dimension names, for the fields annotated with :class:`Dims`."""
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -58,6 +60,8 @@ def _array_fields(cls: type) -> dict[str, tuple[str, ...]]:
     for f in dataclasses.fields(cls):
         for meta in getattr(hints[f.name], "__metadata__", ()):
             if isinstance(meta, Dims):
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
+                    raise TypeError(f"{cls.__name__}.{f.name}: an array field has no default (it is loaded lazily)")
                 out[f.name] = meta.names
     return out
 
@@ -84,18 +88,34 @@ class StageOutput:
 
     @classmethod
     def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
-        """Read back what :meth:`to_store` wrote (``models`` is the run's bundle folder)."""
+        """Read back what :meth:`to_store` wrote (``models`` is the run's bundle folder).
+
+        Attributes are read at once; each array is read from the store on its first access, so a
+        stage that reads a few arrays of a large output does not load the others.
+        """
         dims = _array_fields(cls)
         stored = set(group.names())
-        values: dict[str, Any] = {}
+        out = object.__new__(cls)
         for f in dataclasses.fields(cls):
             if f.name in dims:
-                values[f.name] = group[f.name] if f.name in stored else None
+                if f.name not in stored:  # an optional array that was absent
+                    object.__setattr__(out, f.name, None)
             elif f.name in group.attrs:
-                values[f.name] = group.attrs[f.name]
+                object.__setattr__(out, f.name, group.attrs[f.name])
             else:
                 raise StorageError(f"{group.path}: no attribute {f.name!r} of a {cls.kind} output")
-        return cls(**values)
+        object.__setattr__(out, "_stored", group)
+        return out
+
+    def __getattr__(self, name: str) -> Any:
+        """Load an array field of an output read back (only called for attributes not yet set;
+        array fields therefore never have class-level defaults)."""
+        group = self.__dict__.get("_stored")
+        if group is None or name not in _array_fields(type(self)):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        value = group[name]
+        object.__setattr__(self, name, value)
+        return value
 
     def write_files(self, models: Path, key: str) -> None:
         """Files stored beside the array group (none but for bundles)."""
@@ -181,7 +201,7 @@ class Prediction(StageOutput):
     """complex64 (B, C, N, N)."""
     backend: str
     """The backend that computed it (``oracle`` for the true patches)."""
-    amplitude: Annotated[np.ndarray | None, Dims("group", "member", "ky", "kx")] = None
+    amplitude: Annotated[np.ndarray | None, Dims("group", "member", "ky", "kx")]
     """float32 (B, C, N, N) predicted diffraction amplitude (model arms), None for the oracle."""
 
 
@@ -283,8 +303,9 @@ class OutputStore:
 
     def outcome(self, stage: str, key: str) -> Outcome | None:
         """The recorded outcome of a complete output, or None when it must be computed."""
-        if not self.arrays.is_complete(stage, key):
+        group = self.arrays.read_if_complete(stage, key)
+        if group is None:
             return None
-        rec = self.arrays.read(stage, key).attrs.get("outcome", {})
+        rec = group.attrs.get("outcome", {})
         return Outcome(rec.get("status", "ok"), float(rec.get("seconds", 0.0)), rec.get("rows", {}),
                        rec.get("info", {}))

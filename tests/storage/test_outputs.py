@@ -79,7 +79,7 @@ def test_round_trip(tmp_path: Path, rng: np.random.Generator, kind: str) -> None
 
 def test_oracle_prediction_has_no_amplitude(tmp_path: Path, rng: np.random.Generator) -> None:
     layout = _layout(tmp_path)
-    layout.outputs.write("oracle", "k", Prediction(patches=np.ones((2, 1, 4, 4), np.complex64), backend="oracle"),
+    layout.outputs.write("oracle", "k", Prediction(patches=np.ones((2, 1, 4, 4), np.complex64), backend="oracle", amplitude=None),
                          Outcome("ok", 0.0, {}, {}))
     assert layout.outputs.read("oracle", "k", Prediction).amplitude is None
 
