@@ -85,7 +85,7 @@ class ArrayStore:
             group = zarr.open_group(str(self.path), path=f"{stage}/{key}", mode="r", zarr_format=3)
         except FileNotFoundError:  # zarr's GroupNotFoundError is one; a missing store too
             return None
-        attrs = dict(group.attrs)
+        attrs: dict[str, Any] = dict(group.attrs)
         if not attrs.get(MARKER, {}).get("complete", False):
             return None
         return group, attrs

@@ -22,7 +22,6 @@ output kind             class                           stages
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,9 +51,13 @@ class Dims:
         object.__setattr__(self, "names", names)
 
 
-@functools.cache
+_ARRAY_FIELDS: dict[type, dict[str, tuple[str, ...]]] = {}
+
+
 def _array_fields(cls: type) -> dict[str, tuple[str, ...]]:
-    """Field name -> dimension names, for the fields annotated with :class:`Dims`."""
+    """Field name -> dimension names, for the fields annotated with :class:`Dims` (memoized per class)."""
+    if cls in _ARRAY_FIELDS:
+        return _ARRAY_FIELDS[cls]
     hints = typing.get_type_hints(cls, include_extras=True)
     out: dict[str, tuple[str, ...]] = {}
     for f in dataclasses.fields(cls):
@@ -63,6 +66,7 @@ def _array_fields(cls: type) -> dict[str, tuple[str, ...]]:
                 if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                     raise TypeError(f"{cls.__name__}.{f.name}: an array field has no default (it is loaded lazily)")
                 out[f.name] = meta.names
+    _ARRAY_FIELDS[cls] = out
     return out
 
 
