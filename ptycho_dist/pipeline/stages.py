@@ -7,14 +7,18 @@ with the completion marker. Random draws use ``derive_seed(study seed, stage key
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ptycho_dist import grouping, physics
 from ptycho_dist.errors import SpecError
 from ptycho_dist.evaluation import evaluate_reconstruction
 from ptycho_dist.physics.diagnostics import canvas_requirement
+from ptycho_dist.physics.dose import scale_from_mean_energy
 from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
 from ptycho_dist.stitching import StitchResult, stitch
+from ptycho_dist.storage.datasets import load_npz_dataset
 from ptycho_dist.storage.inputs import load_user_array
 from ptycho_dist.storage.outputs import Evaluation, Groups, Prediction, Reconstruction, SimulatedData
 from ptycho_dist.study import Scenario, StageTask, derive_seed
@@ -74,9 +78,52 @@ def make_positions(s: Scenario, object_shape: tuple[int, int], rng: np.random.Ge
     return physics.fermat_scan(object_shape, n, n_positions=sc.n_positions, step=sc.step, margin=sc.margin)
 
 
+def measured_data(s: Scenario) -> tuple[SimulatedData, dict[str, Any]]:
+    """The data of a PtychoPINN-format NPZ file (``data.source = "npz"``) as this project stores them.
+
+    Counts: the file's amplitudes squared (or its intensities) rescaled to a mean total of
+    ``dose.nphotons`` per pattern, no noise added (measured data carry their own). The probe is
+    ``probeGuess``, normalized as ``probe`` says. With ``objectGuess``: truth patches are cut from it at
+    the positions and the dose scale is ``s = sqrt(nphotons / mean_k sum |P O_k|^2)`` as in simulation;
+    without it there is no truth (the object is zeros on the scanned frame, the evaluation reports no
+    metrics) and ``s = sqrt(nphotons / sum |P|^2)``, the value for ``|O| = 1``.
+    """
+    ds = load_npz_dataset(s.data.path or "", field="data.path", probe_n=s.probe.n, n_patterns=s.data.n_patterns)
+    intensity = ds.diffraction.astype(np.float64) ** 2 if s.data.diffraction == "amplitude" else ds.diffraction
+    mean_total = float(intensity.sum(axis=(1, 2)).mean())
+    if not mean_total > 0:
+        raise SpecError(f"data.path: {s.data.path}: the diffraction patterns are all zero")
+    counts = (intensity * (s.dose.nphotons / mean_total)).astype(np.float32)
+    probe, factor = (physics.normalize_probe(ds.probe, probe_scale=s.probe.probe_scale) if s.probe.normalize
+                     else (ds.probe, 1.0))
+    n = s.probe.n
+    if ds.object is not None:
+        obj = ds.object
+        truth = physics.extract_patches(obj, ds.positions, n)
+        energy = float(np.mean(np.sum(np.abs(probe[None] * truth) ** 2, axis=(1, 2))))
+        source = "objectGuess"
+    else:
+        span = np.ceil(ds.positions.max(axis=0) + n / 2).astype(int) + 1
+        obj = np.zeros((int(span[1]), int(span[0])), np.complex64)
+        truth = np.zeros((len(ds.positions), n, n), np.complex64)
+        energy, source = float(np.sum(np.abs(probe) ** 2)), "probe, |O| = 1"
+    scale = scale_from_mean_energy(energy, nphotons=s.dose.nphotons)
+    out = SimulatedData(object=obj, probe=probe, positions=ds.positions, counts=counts, truth_patches=truth,
+                        scale=scale, nphotons=s.dose.nphotons, probe_factor=float(factor),
+                        has_truth=ds.object is not None)
+    diag = {"probe_normalization_factor": float(factor), "dose_scale": scale, "dose_scale_from": source,
+            "mean_total_counts": float(counts.sum(axis=(1, 2), dtype=np.float64).mean()),
+            "n_patterns": int(len(ds.positions)), "data_source": "npz", **physics.probe_statistics(probe)}
+    return out, diag
+
+
 def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Object, probe, positions, Poisson counts and the true patches of one scenario."""
+    """Object, probe, positions, Poisson counts and the true patches of one scenario (or, for
+    ``data.source = "npz"``, the measured data of a file: :func:`measured_data`)."""
     s = task.scenario
+    if s.data.source == "npz":
+        out, diag = measured_data(s)
+        return StageResult(out, {"diagnostics": diag_rows("simulate", diag)})
     rng = np.random.default_rng(derive_seed(s.seed, task.key))
     obj = make_object(s, rng)
     probe, factor = make_probe(s)
@@ -84,7 +131,7 @@ def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise, rng=rng)
     out = SimulatedData(object=obj, probe=probe, positions=positions, counts=sim.counts,
                         truth_patches=sim.truth_patches, scale=float(sim.scale), nphotons=s.dose.nphotons,
-                        probe_factor=float(factor))
+                        probe_factor=float(factor), has_truth=True)
     diag = {"probe_normalization_factor": float(factor), "dose_scale": float(sim.scale),
             "mean_total_counts": float(sim.mean_total_counts), "n_patterns": int(positions.shape[0]),
             **physics.probe_statistics(probe)}
@@ -129,6 +176,9 @@ def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Metrics, bias and diagnostics of the stitched object (and patch-level metrics) vs the truth."""
     s = task.scenario
     sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
+    if not sim.has_truth:  # measured data without a known object: nothing to compare with
+        return StageResult(Evaluation(metrics=[], bias=[]),
+                           {"diagnostics": diag_rows("evaluate", {"truth_available": False})})
     recon = ctx.read(task, "reconstruction", Reconstruction)
     stitched = StitchResult(canvas=recon.canvas, coverage=recon.coverage,
                             origin=np.asarray(recon.origin, dtype=np.float64), crop=int(recon.crop),

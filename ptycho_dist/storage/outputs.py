@@ -146,6 +146,8 @@ class SimulatedData(StageOutput):
     """Mean total photons per pattern (``dose.nphotons``)."""
     probe_factor: float
     """The probe normalization factor applied (1 when not normalized)."""
+    has_truth: bool
+    """False for measured data without a known object (``object`` and ``truth_patches`` are zeros)."""
 
 
 @dataclass(frozen=True)

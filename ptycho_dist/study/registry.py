@@ -96,8 +96,8 @@ _PRED = ("oracle", "infer")
 
 REGISTRY: tuple[StageDef, ...] = (
     StageDef("simulate", 1, (), "simulated", "data", "cpu", "ptycho_dist.pipeline.stages:simulate_stage",
-             {"object": "object", "probe": "probe", "scan": "scan", "dose": "dose", "seed": "seed",
-              "replicate": "replicate"},
+             {"object": "object", "probe": "probe", "scan": "scan", "dose": "dose", "data": "data",
+              "seed": "seed", "replicate": "replicate"},
              tables=("diagnostics",), doc="object, probe, positions, Poisson counts, true patches"),
     StageDef("group", 1, (Input("data", ("simulate",)),), "groups", "data", "cpu",
              "ptycho_dist.pipeline.stages:group_stage", {"grouping": "grouping", "seed": "seed"},

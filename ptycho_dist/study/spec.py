@@ -29,6 +29,7 @@ __all__ = [
     "ProbeSpec",
     "ScanSpec",
     "DoseSpec",
+    "DataSpec",
     "GroupingSpec",
     "ModelSpec",
     "TrainingSpec",
@@ -331,6 +332,30 @@ class ResourcesSpec(SpecModel):
     """Ray retries of a task after a system failure (a dead worker or node)."""
 
 
+class DataSpec(SpecModel):
+    """Where the diffraction data come from: simulated from the object, probe and scan (default), or
+    measured, from a PtychoPINN-format NPZ file."""
+
+    source: Literal["simulate", "npz"] = "simulate"
+    """``simulate``: the object, probe, scan and dose sections make the data; ``npz``: the file's
+    diffraction and positions replace the simulation (its probe replaces ``probe``)."""
+    path: str | None = None
+    """PtychoPINN-format .npz (``source = "npz"``): ``diffraction`` (or the older ``diff3d``), float
+    (n, N, N); ``xcoords``, ``ycoords`` (n,), probe centres in object pixels; ``probeGuess`` complex
+    (N, N); ``objectGuess`` complex (H, W), the truth the arms are evaluated against, when present."""
+    diffraction: Literal["amplitude", "intensity"] = "amplitude"
+    """What the file's diffraction array holds: amplitudes (the PtychoPINN data contract) or
+    intensities. Either is rescaled to a mean total of ``dose.nphotons`` counts per pattern."""
+    n_patterns: int | None = Field(default=None, ge=1)
+    """Use the file's first n patterns; None uses all."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.source == "npz") != (self.path is not None):
+            raise ValueError("path is required when source = 'npz' and only then")
+        return self
+
+
 class Scenario(SpecModel):
     """One fully resolved data point of a study."""
 
@@ -342,6 +367,8 @@ class Scenario(SpecModel):
     """The scan."""
     dose: DoseSpec = DoseSpec()
     """The dose."""
+    data: DataSpec = DataSpec()
+    """Simulated (default) or measured data from a file."""
     grouping: GroupingSpec = GroupingSpec()
     """The grouping."""
     model: ModelSpec = ModelSpec()

@@ -36,7 +36,8 @@ def _examples(rng: np.random.Generator) -> dict[str, StageOutput]:
     return {
         "simulated": SimulatedData(object=c[0, 0], probe=c[1, 0], positions=rng.normal(size=(3, 2)),
                                    counts=rng.poisson(4.0, size=(3, 8, 8)).astype(np.float32),
-                                   truth_patches=c[:, 0], scale=2.5, nphotons=1e6, probe_factor=0.3),
+                                   truth_patches=c[:, 0], scale=2.5, nphotons=1e6, probe_factor=0.3,
+                                   has_truth=True),
         "groups": Groups(indices=np.arange(3)[:, None], centers=rng.normal(size=(3, 2)),
                          relative=np.zeros((3, 1, 2)), gridsize=1),
         "bundle": Bundle(weights={"w": rng.normal(size=(2, 3)).astype(np.float32)},
