@@ -86,16 +86,39 @@ def _skipped(task: StageTask, cause: StageOutcome) -> StageOutcome:
                         error=f"skipped: {cause.stage} {status}" + (f" ({msg})" if msg else ""))
 
 
-def _scenario_rows(study: Study, unit: Unit, outcomes: dict[NodeId, StageOutcome]) -> dict[str, list[dict[str, Any]]]:
+#: tables whose rows are tagged with the dataset of the node that wrote them
+DATASET_TABLES = ("metrics", "bias", "diagnostics")
+
+
+def _tagged(rows: list[dict[str, Any]], table: str, task: StageTask) -> list[dict[str, Any]]:
+    """Rows of ``task`` with their ``dataset``; with held-out test objects, the metrics of a training
+    object are the targets ``train_stitched`` / ``train_patch``, so that ``stitched`` is the test."""
+    if table not in DATASET_TABLES:
+        return rows
+    ds = task.dataset or None
+    train_side = ds is not None and not task.is_test and task.scenario.data.test_objects > 0
+    out = []
+    for r in rows:
+        r = {**r, "dataset": ds}
+        if table == "metrics" and train_side:
+            r["target"] = f"train_{r['target']}"
+        out.append(r)
+    return out
+
+
+def _scenario_rows(study: Study, unit: Unit, plan: Plan,
+                   outcomes: dict[NodeId, StageOutcome]) -> dict[str, list[dict[str, Any]]]:
     """Every table's rows of one scenario unit, its ``scenarios`` row included."""
     tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
     status, error, failed_stage, diverged_epoch = "ok", None, None, None
-    by_stage = {nid[0]: outcomes[nid] for nid in unit.nodes}
-    for stage, oc in by_stage.items():
+    per_stage: dict[str, list[StageOutcome]] = defaultdict(list)
+    for nid in unit.nodes:
+        oc = outcomes[nid]
+        per_stage[nid[0]].append(oc)
         for table, rows in oc.rows.items():
-            tables[table].extend(rows)
+            tables[table].extend(_tagged(list(rows), table, plan.nodes[nid].task))
         if oc.status != "ok" and status == "ok":
-            status, error, failed_stage = oc.status, oc.error, stage
+            status, error, failed_stage = oc.status, oc.error, nid[0]
             if oc.status == "diverged" and error is None:
                 error = f"non-finite loss at epoch {oc.info.get('diverged_epoch')} (0-based)"
         if oc.info.get("diverged_epoch") is not None:
@@ -104,13 +127,11 @@ def _scenario_rows(study: Study, unit: Unit, outcomes: dict[NodeId, StageOutcome
         "scenario_id": unit.id, "study": study.meta.name, "status": status, "error": error,
         "failed_stage": failed_stage, "diverged_epoch": diverged_epoch, "finished_at": datetime.now(UTC),
     }
-    keys = dict(unit.nodes)
     for stage in STAGES:
-        got = by_stage.get(stage)
-        ran = got is not None and not got.info.get("skipped")
-        row[f"key_{stage}"] = keys.get(stage)
-        row[f"seconds_{stage}"] = got.seconds if ran and got is not None else None
-        row[f"cached_{stage}"] = got.cached if ran and got is not None else None
+        ran = [oc for oc in per_stage.get(stage, []) if not oc.info.get("skipped")]
+        row[f"key_{stage}"] = unit.keys.get(stage)
+        row[f"seconds_{stage}"] = sum(oc.seconds for oc in ran) if ran else None
+        row[f"cached_{stage}"] = all(oc.cached for oc in ran) if ran else None
     row.update(flatten_scenario(unit.arms[0]))
     tables["scenarios"] = [row]
     return dict(tables)
@@ -206,7 +227,7 @@ class _Scheduler:
 
     def commit(self, unit: Unit) -> None:
         if unit.kind == "scenario":
-            scenario_rows = _scenario_rows(self.study, unit, self.outcomes)
+            scenario_rows = _scenario_rows(self.study, unit, self.plan, self.outcomes)
             self.layout.tables.write_scenario(unit.id, scenario_rows)
             st = scenario_rows["scenarios"][0]
             if st["status"] != "ok":

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ptycho_dist.errors import StageError
 from ptycho_dist.storage.outputs import Outcome, StageOutput
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.study import StageTask, stage_def
@@ -45,8 +46,14 @@ class StageContext:
 
     def read(self, task: StageTask, role: str, cls: type[T]) -> T:
         """The upstream output that ``task`` reads as ``role``, as the typed output ``cls``."""
-        stage, key = task.inputs[role]
-        return self.layout.outputs.read(stage, key, cls)
+        refs = task.inputs[role]
+        if len(refs) != 1:
+            raise StageError(f"stage {task.stage!r}: input {role!r} holds {len(refs)} outputs; use read_all")
+        return self.layout.outputs.read(refs[0][0], refs[0][1], cls)
+
+    def read_all(self, task: StageTask, role: str, cls: type[T]) -> list[T]:
+        """Every upstream output of ``role`` (one per training dataset for a ``training`` input)."""
+        return [self.layout.outputs.read(stage, key, cls) for stage, key in task.inputs[role]]
 
 
 @dataclass(frozen=True)

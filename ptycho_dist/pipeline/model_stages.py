@@ -30,13 +30,26 @@ def _grouped(ctx: StageContext, task: StageTask) -> tuple[SimulatedData, Groups,
     return sim, groups, sim.counts[groups.indices]
 
 
+def pooled_scale(sims: list[SimulatedData], counts: list[int]) -> float:
+    """The dose scale of several training objects pooled: ``s = sqrt(nphotons / E)`` with ``E`` the
+    pattern-weighted mean of each object's mean pattern energy ``nphotons / s_i**2`` (one object:
+    its own ``s``)."""
+    if len(sims) == 1:
+        return sims[0].scale
+    energy = sum(n * sim.nphotons / sim.scale**2 for sim, n in zip(sims, counts, strict=True)) / sum(counts)
+    return float(np.sqrt(sims[0].nphotons / energy))
+
+
 def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Train the PINN on the scenario's grouped counts; the bundle; history rows."""
+    """Train the PINN on the grouped counts of every training object; the bundle; history rows."""
     s = task.scenario
-    sim, groups, counts = _grouped(ctx, task)
+    sims, groups = ctx.read_all(task, "data", SimulatedData), ctx.read_all(task, "groups", Groups)
+    counts = np.concatenate([sim.counts[g.indices] for sim, g in zip(sims, groups, strict=True)])
+    relative = s.model.relative_sign * np.concatenate([g.relative for g in groups])
+    sim = sims[0]
     n_train = s.training.n_train or counts.shape[0]
-    relative = s.model.relative_sign * groups.relative
-    data = TrainData(counts=counts[:n_train], scale=sim.scale, probe=sim.probe,
+    scale = pooled_scale(sims, [len(g.indices) for g in groups])
+    data = TrainData(counts=counts[:n_train], scale=scale, probe=sim.probe,
                      relative=relative[:n_train], nphotons=sim.nphotons)
     config, seed = PinnConfig.from_scenario(s), derive_seed(s.seed, task.key) % (2**31)
     if s.resources.train_workers > 1 and ctx.distributed_train is not None:
@@ -53,7 +66,8 @@ def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
             "train_probe_normalization_factor": sim.probe_factor,
             "train_norm_factor": result.norm_factor, "train_intensity_scale": _exp(result.log_scale),
             "train_log_scale": result.log_scale, "n_train_groups": result.n_train, "n_val_groups": result.n_val,
-            "train_seconds": result.seconds, "first_nonfinite_epoch": result.diverged_epoch
+            "train_seconds": result.seconds, "train_objects": len(sims), "train_dose_scale": scale,
+            "first_nonfinite_epoch": result.diverged_epoch
             if result.diverged_epoch is not None else float("nan")}
     if initial is not None:
         diag["initial_log_scale"] = initial

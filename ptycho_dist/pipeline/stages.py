@@ -118,16 +118,18 @@ def measured_data(s: Scenario) -> tuple[SimulatedData, dict[str, Any]]:
 
 
 def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Object, probe, positions, Poisson counts and the true patches of one scenario (or, for
+    """Object, probe, positions, Poisson counts and the true patches of one dataset of a scenario: a
+    training object, or a held-out test object scanned with ``data.test_scan`` (or, for
     ``data.source = "npz"``, the measured data of a file: :func:`measured_data`)."""
     s = task.scenario
     if s.data.source == "npz":
         out, diag = measured_data(s)
         return StageResult(out, {"diagnostics": diag_rows("simulate", diag)})
-    rng = np.random.default_rng(derive_seed(s.seed, task.key))
+    rng = np.random.default_rng(derive_seed(s.seed, task.key))  # another key per dataset: another draw
     obj = make_object(s, rng)
     probe, factor = make_probe(s)
-    positions = make_positions(s, obj.shape, rng)
+    scanned = s.model_copy(update={"scan": s.data.test_scan}) if task.is_test and s.data.test_scan else s
+    positions = make_positions(scanned, obj.shape, rng)
     sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise, rng=rng)
     out = SimulatedData(object=obj, probe=probe, positions=positions, counts=sim.counts,
                         truth_patches=sim.truth_patches, scale=float(sim.scale), nphotons=s.dose.nphotons,

@@ -126,7 +126,7 @@ def write_report(run: Results) -> str:
         select {cols}m.channel, count(*) as n, avg(m.ssim) as ssim, avg(m.psnr) as psnr, avg(m.mae) as mae,
                avg(m.frc_05) as frc_05, avg(b.ls_scale) as ls_scale
         from scenarios s join metrics m on m.scenario_id = s.scenario_id
-        left join bias b on b.scenario_id = s.scenario_id
+        left join bias b on b.scenario_id = s.scenario_id and b.dataset is not distinct from m.dataset
         where s.status = 'ok' and m.target = 'stitched' group by all order by all""")
     names = ", ".join(f"'{n}'" for n in _DIAG_NAMES)
     diag = run.sql(f"""select d.name, min(d.value) as min, avg(d.value) as mean, max(d.value) as max

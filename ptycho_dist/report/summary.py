@@ -64,8 +64,9 @@ def metrics_overview(run: Results) -> pa.Table:
                avg(case when m.channel = 'amplitude' then d.value end) as structure_r
         from scenarios s
         join metrics m on m.scenario_id = s.scenario_id and m.target = 'stitched'
-        left join bias b on b.scenario_id = s.scenario_id
+        left join bias b on b.scenario_id = s.scenario_id and b.dataset is not distinct from m.dataset
         left join diagnostics d on d.scenario_id = s.scenario_id and d.name = 'patch_amp_structure_r'
+                                  and d.dataset is not distinct from m.dataset
         where s.status = 'ok'
         group by all order by all
         """

@@ -38,7 +38,8 @@ __all__ = [
     "PAIR_TABLES",
 ]
 
-#: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``
+#: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``; a
+#: ``dataset`` column in metrics, bias and diagnostics
 SCHEMA_VERSION = "3"
 #: stages with ``key_``/``seconds_``/``cached_`` columns in ``scenarios`` (data and arm scope)
 STAGES = stage_names("data", "arm")
@@ -60,16 +61,29 @@ def _arrow_type(annotation: Any) -> tuple[pa.DataType, bool]:
     raise StorageError(f"no Arrow type for spec annotation {annotation!r}")
 
 
-def scenario_param_columns(model: type[BaseModel] = Scenario, prefix: str = "") -> list[pa.Field]:
-    """One typed column per leaf field of the scenario, named ``section_field`` (e.g. ``dose_nphotons``)."""
+def _optional_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of an ``X | None`` annotation whose X is a spec model (e.g. ``data.test_scan``)."""
+    if get_origin(annotation) in (typing.Union, types.UnionType):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        if len(inner) == 1 and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
+            return inner[0]
+    return None
+
+
+def scenario_param_columns(model: type[BaseModel] = Scenario, prefix: str = "",
+                           optional: bool = False) -> list[pa.Field]:
+    """One typed column per leaf field of the scenario, named ``section_field`` (e.g. ``dose_nphotons``);
+    the fields of an optional section (``data.test_scan``) are nullable columns, null when it is unset."""
     fields: list[pa.Field] = []
     for name, info in model.model_fields.items():
         ann = info.annotation
         if isinstance(ann, type) and issubclass(ann, BaseModel):
-            fields.extend(scenario_param_columns(ann, f"{prefix}{name}_"))
+            fields.extend(scenario_param_columns(ann, f"{prefix}{name}_", optional))
+        elif (sub := _optional_model(ann)) is not None:
+            fields.extend(scenario_param_columns(sub, f"{prefix}{name}_", True))
         else:
             typ, nullable = _arrow_type(ann)
-            fields.append(pa.field(f"{prefix}{name}", typ, nullable=nullable))
+            fields.append(pa.field(f"{prefix}{name}", typ, nullable=nullable or optional))
     return fields
 
 
@@ -81,17 +95,21 @@ def flatten_scenario(scenario: Scenario) -> dict[str, Any]:
         for k, v in data.items():
             if isinstance(v, dict):
                 walk(v, f"{prefix}{k}_")
-            else:
+            elif v is not None or f"{prefix}{k}" in _PARAM_NAMES:  # an unset optional section: null columns
                 out[f"{prefix}{k}"] = v
 
     walk(scenario.to_dict(), "")
     return out
 
 
+_PARAM_NAMES = frozenset(f.name for f in scenario_param_columns())
+
 #: Arrow types of the metric columns that are not float64 (the columns are evaluation's METRIC_KEYS)
 _METRIC_TYPES = {"target": pa.string(), "channel": pa.string(), "frc_undefined": pa.bool_(), "n_pixels": pa.int64()}
-_METRIC_COLUMNS = [(name, _METRIC_TYPES.get(name, pa.float64())) for name in METRIC_KEYS]
-_BIAS_COLUMNS = [(name, pa.float64()) for name in BIAS_KEYS]
+#: the dataset a row belongs to: train:0 … (training objects), test:0 … (held-out test objects)
+_DATASET = ("dataset", pa.string())
+_METRIC_COLUMNS = [(name, _METRIC_TYPES.get(name, pa.float64())) for name in METRIC_KEYS] + [_DATASET]
+_BIAS_COLUMNS = [(name, pa.float64()) for name in BIAS_KEYS] + [_DATASET]
 _HISTORY_COLUMNS = [
     ("backend", pa.string()), ("epoch", pa.int64()), ("train_loss", pa.float64()), ("val_loss", pa.float64()),
     ("lr", pa.float64()), ("intensity_scale", pa.float64()), ("nonfinite", pa.bool_()),
@@ -110,7 +128,8 @@ _PARITY_COLUMNS = (
     + [(f"delta_{c}_{m}", pa.float64()) for c in ("amp", "phase") for m in ("ssim", "mae", "psnr")]
     + [("intensity_scale_ratio", pa.float64()), ("norm_factor_ratio", pa.float64())]
 )
-_DIAG_COLUMNS = [("stage", pa.string()), ("name", pa.string()), ("value", pa.float64()), ("text", pa.string())]
+_DIAG_COLUMNS = [("stage", pa.string()), ("name", pa.string()), ("value", pa.float64()), ("text", pa.string()),
+                 ("dataset", pa.string())]
 
 
 def _scenarios_schema() -> list[pa.Field]:

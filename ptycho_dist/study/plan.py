@@ -19,7 +19,7 @@ from ptycho_dist.study.registry import REGISTRY, STAGES, ArmRef, StageDef, stage
 from ptycho_dist.study.spec import Scenario
 from ptycho_dist.study.study import Study
 
-__all__ = ["NodeId", "StageTask", "ScenarioKeys", "PairKeys", "PlanNode", "Unit", "Plan", "Planner",
+__all__ = ["TRAIN0", "training_datasets", "evaluation_datasets", "primary_dataset", "NodeId", "StageTask", "ScenarioKeys", "PairKeys", "PlanNode", "Unit", "Plan", "Planner",
            "scenario_keys", "scenario_tasks", "pair_keys", "find_pairs", "build_plan", "stage_counts"]
 
 #: a node of the DAG: (stage name, key)
@@ -39,14 +39,18 @@ class StageTask:
         needs it; every scenario sharing the key agrees on the fields that matter), ``(a, b)`` for
         pair-scope stages.
     inputs : mapping
-        Role (the registry's :attr:`~ptycho_dist.study.registry.Input.role`) -> (stage, key) of the
-        upstream output.
+        Role (the registry's :attr:`~ptycho_dist.study.registry.Input.role`) -> the (stage, key) of
+        each upstream output it names: one, or one per training dataset for a ``training`` input.
+    dataset : str
+        The dataset a per-dataset node works on (``train:0``, ``train:1`` … the training objects,
+        ``test:0`` … the held-out test objects); ``""`` for a node that runs once per scenario or pair.
     """
 
     stage: str
     key: str
     arms: tuple[Scenario, ...]
-    inputs: Mapping[str, NodeId]
+    inputs: Mapping[str, tuple[NodeId, ...]]
+    dataset: str = ""
 
     @property
     def scenario(self) -> Scenario:
@@ -68,25 +72,35 @@ class StageTask:
     def node_id(self) -> NodeId:
         return (self.stage, self.key)
 
+    @property
+    def is_test(self) -> bool:
+        """True on a held-out test dataset."""
+        return self.dataset.startswith("test:")
+
     def to_dict(self) -> dict[str, Any]:
         return {"stage": self.stage, "key": self.key, "arms": [s.to_dict() for s in self.arms],
-                "inputs": {role: list(ref) for role, ref in self.inputs.items()}}
+                "inputs": {role: [list(ref) for ref in refs] for role, refs in self.inputs.items()},
+                "dataset": self.dataset}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StageTask:
         return cls(str(data["stage"]), str(data["key"]), tuple(Scenario.from_dict(a) for a in data["arms"]),
-                   {role: (str(ref[0]), str(ref[1])) for role, ref in data["inputs"].items()})
+                   {role: tuple((str(r[0]), str(r[1])) for r in refs) for role, refs in data["inputs"].items()},
+                   str(data.get("dataset", "")))
 
 
 @dataclass(frozen=True)
 class ScenarioKeys:
     """The keys of one scenario's data- and arm-scope stages (stages that do not apply are absent).
 
-    ``keys.simulate``, ``keys.train`` … read one key (None when the stage does not apply to the arm).
+    ``keys.simulate``, ``keys.train`` … read the key of a stage on the scenario's primary evaluation
+    dataset (None when the stage does not apply to the arm); ``nodes`` lists every node of the
+    scenario (all of its datasets) in execution order.
     """
 
     scenario: str
     stages: Mapping[str, str]
+    nodes: tuple[NodeId, ...]
 
     def __getattr__(self, name: str) -> str | None:
         if name in STAGES:
@@ -94,11 +108,11 @@ class ScenarioKeys:
         raise AttributeError(name)
 
     def chain(self) -> list[NodeId]:
-        """(stage, key) in execution order."""
-        return list(self.stages.items())
+        """Every (stage, key) of the scenario in execution order."""
+        return list(self.nodes)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"scenario": self.scenario, "stages": dict(self.stages)}
+        return {"scenario": self.scenario, "stages": dict(self.stages), "nodes": [list(n) for n in self.nodes]}
 
 
 @dataclass(frozen=True)
@@ -147,6 +161,8 @@ class Unit:
     id: str
     nodes: tuple[NodeId, ...]
     arms: tuple[Scenario, ...]
+    keys: Mapping[str, str] = field(default_factory=dict)
+    """Stage -> key on the primary dataset (the ``key_<stage>`` columns of a scenario)."""
 
 
 @dataclass
@@ -168,6 +184,26 @@ def _field(data: Mapping[str, Any], path: str) -> Any:
     return value
 
 
+#: the first training dataset: the one a scenario without held-out objects is evaluated on
+TRAIN0 = "train:0"
+
+
+def training_datasets(s: Scenario) -> list[str]:
+    """``train:0`` … ``train:K-1`` (K = ``data.train_objects``)."""
+    return [f"train:{i}" for i in range(s.data.train_objects)]
+
+
+def evaluation_datasets(s: Scenario) -> list[str]:
+    """The datasets the arm is evaluated on: the first training object, then every test object."""
+    return [TRAIN0] + [f"test:{j}" for j in range(s.data.test_objects)]
+
+
+def primary_dataset(s: Scenario) -> str:
+    """The dataset whose keys the ``scenarios`` row and the pair stages use: the first test object
+    when there are any, else the first training object."""
+    return "test:0" if s.data.test_objects else TRAIN0
+
+
 def _select(arms: tuple[Scenario, ...], ref: ArmRef) -> tuple[Scenario, ...]:
     return {"a": arms[:1], "b": arms[1:2], "ab": arms, "ba": arms[::-1]}[ref]
 
@@ -177,7 +213,7 @@ class Planner:
 
     def __init__(self) -> None:
         self.nodes: dict[NodeId, PlanNode] = {}
-        self._memo: dict[tuple[str, tuple[str, ...]], StageTask | None] = {}
+        self._memo: dict[tuple[str, tuple[str, ...], str], StageTask | None] = {}
         self._dicts: dict[str, dict[str, Any]] = {}
         self._ids: dict[int, tuple[Scenario, str]] = {}  # holds the scenario: its id() stays unique
 
@@ -195,49 +231,86 @@ class Planner:
             return False
         return d.arms is None or all(s.model.backend in d.arms for s in arms)
 
-    def node(self, stage: str, arms: tuple[Scenario, ...]) -> StageTask | None:
-        """The task of ``stage`` on ``arms`` (None when the stage does not apply to them)."""
-        memo_key = (stage, tuple(self._id(s) for s in arms))
+    def node(self, stage: str, arms: tuple[Scenario, ...], dataset: str = TRAIN0) -> StageTask | None:
+        """The task of ``stage`` on ``arms`` and ``dataset`` (None when the stage does not apply)."""
+        d = stage_def(stage)
+        ds = dataset if d.per_dataset else ""
+        memo_key = (stage, tuple(self._id(s) for s in arms), ds)
         if memo_key in self._memo:
             return self._memo[memo_key]
-        d = stage_def(stage)
-        task = self._resolve(d, arms) if self.applies(d, arms) else None
+        task = self._resolve(d, arms, ds) if self.applies(d, arms) else None
         self._memo[memo_key] = task
         return task
 
-    def _resolve(self, d: StageDef, arms: tuple[Scenario, ...]) -> StageTask:
-        inputs: dict[str, NodeId] = {}
+    def _inputs(self, d: StageDef, arms: tuple[Scenario, ...], ds: str) -> dict[str, tuple[NodeId, ...]]:
+        inputs: dict[str, tuple[NodeId, ...]] = {}
         for inp in d.inputs:
             sub = _select(arms, inp.arm)
-            up = next((t for st in inp.stages if (t := self.node(st, sub)) is not None), None)
-            if up is None:
-                raise ValueError(f"stage {d.name!r}: no stage among {inp.stages} for input {inp.role!r} "
-                                 f"of arm(s) {[s.model.backend for s in sub]}")
-            inputs[inp.role] = up.node_id
+            if inp.training:
+                datasets = training_datasets(sub[0])
+            else:
+                datasets = [ds] if d.per_dataset else [primary_dataset(sub[0])]
+            refs = []
+            for x in datasets:
+                up = next((t for st in inp.stages if (t := self.node(st, sub, x)) is not None), None)
+                if up is None:
+                    raise ValueError(f"stage {d.name!r}: no stage among {inp.stages} for input {inp.role!r} "
+                                     f"of arm(s) {[s.model.backend for s in sub]}")
+                refs.append(up.node_id)
+            inputs[inp.role] = tuple(refs)
+        return inputs
+
+    def _spec(self, d: StageDef, arms: tuple[Scenario, ...], ds: str) -> dict[str, Any]:
         dicts = [self._dicts[self._id(s)] for s in arms]
         spec = {name: _field(dicts[1] if path.startswith("b:") else dicts[0], path.removeprefix("b:"))
                 for name, path in d.spec.items()}
-        key = stage_key(d.name, spec, [ref[1] for ref in inputs.values()])
-        task = StageTask(d.name, key, arms, inputs)
+        if ds.startswith("test:"):
+            spec |= {name: v for name, path in d.test_spec.items() if (v := _field(dicts[0], path)) is not None}
+        if ds not in ("", TRAIN0) and not d.inputs:  # another draw: a root stage names its dataset
+            spec["dataset"] = ds
+        return spec
+
+    def _resolve(self, d: StageDef, arms: tuple[Scenario, ...], ds: str) -> StageTask:
+        inputs = self._inputs(d, arms, ds)
+        refs = [ref for group in inputs.values() for ref in group]
+        key = stage_key(d.name, self._spec(d, arms, ds), [ref[1] for ref in refs])
+        task = StageTask(d.name, key, arms, inputs, ds)
         node = self.nodes.setdefault(task.node_id, PlanNode(task))
-        for ref in inputs.values():
+        for ref in refs:
             if ref not in node.parents:
                 node.parents.append(ref)
                 self.nodes[ref].children.append(task.node_id)
         return task
 
     def scenario_tasks(self, s: Scenario) -> list[StageTask]:
-        """The data- and arm-scope tasks of scenario ``s`` in execution order."""
-        return [t for st in stage_names("data", "arm") if (t := self.node(st, (s,))) is not None]
+        """Every data- and arm-scope task of scenario ``s`` (all of its datasets), in execution order:
+        the arm-scope stages on each evaluation dataset and everything they read."""
+        arm = (s,)
+        tops = [t for ds in evaluation_datasets(s) for st in stage_names("data", "arm")
+                if (t := self.node(st, arm, ds)) is not None]
+        seen: dict[NodeId, StageTask] = {}
+        stack = [t.node_id for t in tops]
+        while stack:
+            nid = stack.pop()
+            if nid not in seen:
+                seen[nid] = self.nodes[nid].task
+                stack.extend(self.nodes[nid].parents)
+        order = {st: i for i, st in enumerate(STAGES)}
+        rank = {ds: i for i, ds in enumerate(training_datasets(s) + evaluation_datasets(s)[1:])}
+        return sorted(seen.values(), key=lambda t: (order[t.stage], rank.get(t.dataset, -1)))
 
     def scenario_keys(self, s: Scenario) -> ScenarioKeys:
-        return ScenarioKeys(self._id(s), {t.stage: t.key for t in self.scenario_tasks(s)})
+        tasks = self.scenario_tasks(s)
+        primary = primary_dataset(s)
+        stages = {t.stage: t.key for t in tasks if t.dataset in ("", primary)}
+        return ScenarioKeys(self._id(s), stages, tuple(t.node_id for t in tasks))
 
     def pair_keys(self, a: Scenario, b: Scenario) -> PairKeys:
         """Keys of the pair-scope nodes of ``(a, b)``: the pair-scope stages on ``(a, b)`` and the
         pair-scope nodes they read (e.g. the transplant of ``(b, a)``). The pair id is the first 16
         hex digits of the key of the last pair-scope stage (``parity``)."""
-        tops = [t for d in REGISTRY if d.scope == "pair" and (t := self.node(d.name, (a, b))) is not None]
+        tops = [t for d in REGISTRY if d.scope == "pair" and (t := self.node(d.name, (a, b), primary_dataset(a)))
+                is not None]
         if not tops:
             raise ValueError(f"no pair-scope stage applies to arms {a.model.backend!r} and {b.model.backend!r}")
         a_id = self._id(a)
@@ -308,7 +381,7 @@ def build_plan(study: Study, *, committed: Mapping[str, str] | None = None,
             continue
         if keys.scenario not in seen:
             seen.add(keys.scenario)
-            units.append(Unit("scenario", keys.scenario, tuple(keys.chain()), (s,)))
+            units.append(Unit("scenario", keys.scenario, tuple(keys.chain()), (s,), dict(keys.stages)))
     for a, b in find_pairs(study.scenarios):
         pk = planner.pair_keys(a, b)
         if pk.pair_id not in done_pairs:

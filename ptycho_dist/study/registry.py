@@ -25,7 +25,7 @@ Scopes
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["Input", "StageDef", "REGISTRY", "STAGES", "stage_def", "stage_names", "Scope", "ArmRef",
@@ -55,11 +55,20 @@ class Input:
     arm : {"a", "b", "ab", "ba"}
         Whose upstream output: the node's own arm ``a`` (the only choice outside pair scope), the
         other arm ``b`` of a pair, or the pair-scope node of ``(a, b)`` / ``(b, a)``.
+
+    Datasets: a stage with ``per_dataset`` runs once per dataset of a scenario (each training
+    object, each held-out test object); an input of such a stage is read on the same dataset. A stage
+    without it (train, parity) runs once, and reads its per-dataset inputs on the scenario's primary
+    evaluation dataset (the first test object, else the training object), or on every training
+    dataset when ``training`` is set.
     """
 
     role: str
     stages: tuple[str, ...]
     arm: ArmRef = "a"
+    training: bool = False
+    """Read the upstream output of every *training* dataset (``data.train_objects`` of them): the
+    role then holds several keys, in dataset order (``ctx.read_all``)."""
 
 
 @dataclass(frozen=True)
@@ -90,25 +99,33 @@ class StageDef:
     """Result tables this stage writes rows to."""
     doc: str = ""
     """What the output holds, in one line (``validate`` and the report)."""
+    per_dataset: bool = True
+    """Runs once per dataset of the scenario (see :class:`Input`); False: once per scenario or pair."""
+    test_spec: Mapping[str, str] = field(default_factory=dict)
+    """Key-payload entries replaced for held-out test datasets (name -> dotted path; a None value
+    keeps the training value): the test objects' own scan."""
 
 
 _PRED = ("oracle", "infer")
 
 REGISTRY: tuple[StageDef, ...] = (
     StageDef("simulate", 1, (), "simulated", "data", "cpu", "ptycho_dist.pipeline.stages:simulate_stage",
-             {"object": "object", "probe": "probe", "scan": "scan", "dose": "dose", "data": "data",
-              "seed": "seed", "replicate": "replicate"},
-             tables=("diagnostics",), doc="object, probe, positions, Poisson counts, true patches"),
+             {"object": "object", "probe": "probe", "scan": "scan", "dose": "dose", "data_source": "data.source",
+              "data_path": "data.path", "data_diffraction": "data.diffraction",
+              "data_n_patterns": "data.n_patterns", "seed": "seed", "replicate": "replicate"},
+             tables=("diagnostics",), test_spec={"scan": "data.test_scan"},
+             doc="object, probe, positions, Poisson counts, true patches"),
     StageDef("group", 1, (Input("data", ("simulate",)),), "groups", "data", "cpu",
              "ptycho_dist.pipeline.stages:group_stage", {"grouping": "grouping", "seed": "seed"},
              tables=("diagnostics",), doc="neighbour groups, group centres, relative coordinates"),
     StageDef("oracle", 2, (Input("data", ("simulate",)), Input("groups", ("group",))), "prediction", "arm",
              "cpu", "ptycho_dist.pipeline.stages:oracle_stage", {}, arms=frozenset({"oracle"}),
              doc="the true patches of every group member (no model)"),
-    StageDef("train", 2, (Input("data", ("simulate",)), Input("groups", ("group",))), "bundle", "arm", "model",
-             "ptycho_dist.pipeline.model_stages:train_stage",
+    StageDef("train", 2, (Input("data", ("simulate",), training=True), Input("groups", ("group",), training=True)),
+             "bundle", "arm", "model", "ptycho_dist.pipeline.model_stages:train_stage",
              {"model": "model", "training": "training", "seed": "seed"}, arms=MODEL_ARMS,
-             tables=("history", "diagnostics"), doc="train the PINN; a weights bundle"),
+             tables=("history", "diagnostics"), per_dataset=False,
+             doc="train the PINN on every training object; a weights bundle"),
     StageDef("infer", 2, (Input("model", ("train",)), Input("data", ("simulate",)), Input("groups", ("group",))),
              "prediction", "arm", "model", "ptycho_dist.pipeline.model_stages:infer_stage",
              {"backend": "model.backend"}, arms=MODEL_ARMS, tables=("diagnostics",),
@@ -131,7 +148,8 @@ REGISTRY: tuple[StageDef, ...] = (
                            Input("evaluation_a", ("evaluate",)), Input("evaluation_b", ("evaluate",), "b"),
                            Input("model_a", ("train",)), Input("model_b", ("train",), "b")),
              "comparison", "pair", "cpu", "ptycho_dist.pipeline.parity_stages:parity_stage", {},
-             arms=MODEL_ARMS, tables=("parity",), doc="one row comparing two arms trained on the same data"),
+             arms=MODEL_ARMS, tables=("parity",), per_dataset=False,
+             doc="one row comparing two arms trained on the same data"),
 )
 
 _BY_NAME: dict[str, StageDef] = {d.name: d for d in REGISTRY}

@@ -348,11 +348,25 @@ class DataSpec(SpecModel):
     intensities. Either is rescaled to a mean total of ``dose.nphotons`` counts per pattern."""
     n_patterns: int | None = Field(default=None, ge=1)
     """Use the file's first n patterns; None uses all."""
+    train_objects: int = Field(default=1, ge=1, le=64)
+    """Training objects: independent draws of the object, each with its own scan (``scan``), all
+    used to train a model arm (the reference's grid-lines benchmark trains on 2)."""
+    test_objects: int = Field(default=0, ge=0, le=64)
+    """Held-out test objects, other draws with their own scan (``test_scan``): the arms are
+    evaluated on them (metrics target ``stitched``/``patch``), and on the first training object under
+    the targets ``train_stitched``/``train_patch``. 0 evaluates on the training object, as before."""
+    test_scan: ScanSpec | None = None
+    """The scan of the test objects; None uses ``scan`` (the reference tests at a coarser stride)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if (self.source == "npz") != (self.path is not None):
             raise ValueError("path is required when source = 'npz' and only then")
+        if self.source == "npz" and (self.train_objects != 1 or self.test_objects != 0):
+            raise ValueError("a measured dataset (source = 'npz') is one training object: train_objects = 1 "
+                             f"and test_objects = 0, got {self.train_objects} and {self.test_objects}")
+        if self.test_scan is not None and self.test_objects == 0:
+            raise ValueError("test_scan is set but test_objects = 0: no test object would use it")
         return self
 
 

@@ -38,9 +38,9 @@ def test_arm_chains_pick_their_alternatives() -> None:
     assert list(tasks) == ["simulate", "group", "train", "infer", "stitch", "evaluate"]
     k = scenario_keys(torch)
     # several parents, each under its role; the prediction of a model arm comes from infer
-    assert tasks["evaluate"].inputs == {"reconstruction": ("stitch", k.stitch), "data": ("simulate", k.simulate),
-                                        "groups": ("group", k.group), "prediction": ("infer", k.infer)}
-    assert tasks["infer"].inputs["model"] == ("train", k.train)
+    assert tasks["evaluate"].inputs == {"reconstruction": (("stitch", k.stitch),), "data": (("simulate", k.simulate),),
+                                        "groups": (("group", k.group),), "prediction": (("infer", k.infer),)}
+    assert tasks["infer"].inputs["model"] == (("train", k.train),)
     # the key is the registry's: stage, version, spec fields, upstream keys in input order
     assert k.infer == stage_key("infer", {"backend": "torch"}, [k.train, k.simulate, k.group])
     assert k.oracle is None and scenario_keys(oracle).train is None
@@ -69,7 +69,7 @@ def test_plan_shares_nodes_and_has_pair_units() -> None:
     assert len(parity.parents) == 10
     # a's bundle with b's backend: the transplant node reads a's train, b's worker pool runs it
     ab = plan.nodes[("transplant", pk.transplant_ab)]
-    assert ab.task.inputs["model"] == ("train", pk.a.train) and ab.task.partner.model.backend == "tf"
+    assert ab.task.inputs["model"] == (("train", pk.a.train),) and ab.task.partner.model.backend == "tf"
     assert set(pair.nodes) == {("transplant", pk.transplant_ab), ("transplant", pk.transplant_ba),
                                ("parity", pk.parity)}
     assert pk.pair_id == pk.parity[:16]
@@ -101,3 +101,58 @@ def test_pairs_need_matching_arms() -> None:
                                      '"model.backend" = ["oracle", "torch"]'), source="<t>")
     assert find_pairs(study.scenarios) == []
     assert all(u.kind == "scenario" for u in build_plan(study).units)
+
+
+HELD_OUT = """
+[base.probe]
+n = 32
+[base.object]
+size = 96
+[base.model]
+backend = "torch"
+[base.data]
+train_objects = 2
+test_objects = 1
+[base.data.test_scan]
+step = 12.0
+"""
+
+
+def test_held_out_objects_are_their_own_datasets() -> None:
+    s = parse_study(HELD_OUT, source="<t>").scenarios[0]
+    tasks = scenario_tasks(s)
+    by = {(t.stage, t.dataset): t for t in tasks}
+    assert sorted(by) == sorted([("simulate", "train:0"), ("simulate", "train:1"), ("simulate", "test:0"),
+                                 ("group", "train:0"), ("group", "train:1"), ("group", "test:0"), ("train", ""),
+                                 ("infer", "train:0"), ("infer", "test:0"), ("stitch", "train:0"),
+                                 ("stitch", "test:0"), ("evaluate", "train:0"), ("evaluate", "test:0")])
+    # the model trains on both training objects; the test inference has two parents: bundle and test groups
+    train = by["train", ""]
+    assert train.inputs["data"] == (by["simulate", "train:0"].node_id, by["simulate", "train:1"].node_id)
+    infer = by["infer", "test:0"]
+    assert infer.inputs["model"] == (train.node_id,) and infer.inputs["groups"] == (by["group", "test:0"].node_id,)
+    # three different draws; the first training object is the one a scenario without held-out data uses
+    sims = {by["simulate", d].key for d in ("train:0", "train:1", "test:0")}
+    assert len(sims) == 3
+    plain = parse_study(HELD_OUT.split("[base.data]")[0], source="<t>").scenarios[0]
+    assert scenario_keys(plain).simulate == by["simulate", "train:0"].key
+    # the test object's scan enters its key (another scan: another key)
+    other = parse_study(HELD_OUT.replace("step = 12.0", "step = 16.0"), source="<t>").scenarios[0]
+    other_by = {(t.stage, t.dataset): t for t in scenario_tasks(other)}
+    assert other_by["simulate", "test:0"].key != by["simulate", "test:0"].key
+    assert other_by["simulate", "train:1"].key == by["simulate", "train:1"].key
+    # the scenario row and the pair stages use the test object
+    k = scenario_keys(s)
+    assert k.evaluate == by["evaluate", "test:0"].key and k.simulate == by["simulate", "test:0"].key
+    assert len(k.chain()) == len(tasks) == 13
+    order = [t.stage for t in tasks]
+    assert order.index("train") > max(i for i, st in enumerate(order) if st == "group")
+
+
+def test_held_out_spec_rules() -> None:
+    from ptycho_dist.errors import SpecError
+
+    with pytest.raises(SpecError, match="test_scan is set but test_objects = 0"):
+        parse_study("[base.data.test_scan]\nstep = 4.0\n", source="t.toml")
+    with pytest.raises(SpecError, match="a measured dataset .* is one training object"):
+        parse_study('[base.data]\nsource = "npz"\npath = "x.npz"\ntest_objects = 1\n', source="t.toml")
