@@ -255,11 +255,12 @@ def _neighbour_groups(pos: np.ndarray, c: int, k_neighbors: int, count: int, str
 
 
 def _layout_error(relative: np.ndarray, gridsize: int) -> tuple[float, np.ndarray]:
-    """Best common spacing ``d`` of a row-major gridsize x gridsize layout and each group's largest
-    deviation from ``d * unit layout`` (pixels), (B,)."""
+    """Common spacing ``d`` of a row-major gridsize x gridsize layout (the median of the groups'
+    least-squares spacings, so one bad group does not move it) and each group's largest deviation
+    from ``d * unit layout`` (pixels), (B,)."""
     iy, ix = np.divmod(np.arange(gridsize * gridsize), gridsize)
     unit = RELATIVE_SIGN * (np.column_stack([ix, iy]) - (gridsize - 1) / 2.0)  # (C, 2) as (x, y)
-    d = float((relative * unit).sum() / (len(relative) * (unit * unit).sum()))
+    d = float(np.median((relative * unit).sum(axis=(1, 2)) / (unit * unit).sum()))
     return d, np.abs(relative - d * unit).max(axis=(1, 2))
 
 
