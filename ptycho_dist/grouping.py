@@ -1,6 +1,15 @@
-"""Neighbour groups of scan positions and their offsets (PHYSICS.md "Grouping").
+"""Groups of scan positions and their offsets (PHYSICS.md "Grouping").
 
-A group holds ``C = gridsize**2`` positions. ``gridsize = 1``: every position is its own group.
+Two modes make the same :class:`Groups`: *neighbour* groups (:func:`group_positions`, the default
+``grouping.mode = "neighbors"``) and *grid* groups (:func:`grid_groups`, ``grouping.mode =
+"grid"``), the clusters of a clustered raster scan
+(:func:`ptycho_dist.physics.scans.grid_scan` with ``cluster = gridsize``) as PtychoPINN's grid
+simulation lays them out: a fixed gridsize x gridsize layout, ``inner_offset`` pixels apart, whose
+channel ``c`` always sits at layout row ``iy, ix = divmod(c, gridsize)`` (row-major, y outer), so
+``relative[:, c]`` is the same for every group (+/- inner_offset / 2 in x and y for gridsize 2).
+
+Neighbour groups. A group holds ``C = gridsize**2`` positions. ``gridsize = 1``: every position is
+its own group.
 ``gridsize > 1``: a group is a *seed* position plus ``C - 1`` positions drawn among the seed's
 ``K`` nearest neighbours (``scipy.spatial.cKDTree``); column 0 of ``indices`` is the seed and the
 other members follow in increasing distance from it. Groups are distinct as *sets* of positions.
@@ -33,13 +42,17 @@ from scipy.spatial import cKDTree
 
 from ptycho_dist.errors import GroupingError
 
-__all__ = ["RELATIVE_SIGN", "GRIDSIZES", "ENUMERATION_LIMIT", "Groups", "group_positions",
-           "relative_offsets", "grouping_summary"]
+__all__ = ["RELATIVE_SIGN", "GRIDSIZES", "MODES", "ENUMERATION_LIMIT", "Groups", "group_positions",
+           "grid_groups", "relative_offsets", "grouping_summary"]
 
 #: relative = RELATIVE_SIGN * (member - center); the older code used -1
 RELATIVE_SIGN = +1
 #: supported group sides
 GRIDSIZES = (1, 2, 3)
+#: grouping modes: neighbour groups (:func:`group_positions`) and grid clusters (:func:`grid_groups`)
+MODES = ("neighbors", "grid")
+#: largest deviation (pixels) of a grid group's member from the fixed layout that is rounding error
+_LAYOUT_TOLERANCE = 1e-6
 #: candidate (seed, subset) pairs enumerated exactly; above it, groups are drawn by rejection
 ENUMERATION_LIMIT = 500_000
 _REJECTION_ROUNDS = 50
@@ -52,7 +65,7 @@ class Groups:
     Attributes
     ----------
     indices : ndarray, int64, shape (B, C)
-        Member position indices; column 0 is the seed.
+        Member position indices; column 0 is the seed (grid mode: the layout's first member).
     centers : ndarray, float64, shape (B, 2)
         Mean member position (x, y).
     relative : ndarray, float64, shape (B, C, 2)
@@ -68,6 +81,8 @@ class Groups:
     n_possible : int
         Distinct groups possible: exact if ``n_possible_exact`` else an upper bound.
     n_possible_exact : bool
+    mode : str
+        ``"neighbors"`` or ``"grid"`` (:data:`MODES`).
     """
 
     indices: np.ndarray
@@ -79,6 +94,7 @@ class Groups:
     n_achieved: int
     n_possible: int
     n_possible_exact: bool
+    mode: str = "neighbors"
 
 
 def _check_positions(positions: object) -> np.ndarray:
@@ -238,6 +254,86 @@ def _neighbour_groups(pos: np.ndarray, c: int, k_neighbors: int, count: int, str
     return rows[chosen], k, len(rows), True
 
 
+def _layout_error(relative: np.ndarray, gridsize: int) -> tuple[float, np.ndarray]:
+    """Common spacing ``d`` of a row-major gridsize x gridsize layout (the median of the groups'
+    least-squares spacings, so one bad group does not move it) and each group's largest deviation
+    from ``d * unit layout`` (pixels), (B,)."""
+    iy, ix = np.divmod(np.arange(gridsize * gridsize), gridsize)
+    unit = RELATIVE_SIGN * (np.column_stack([ix, iy]) - (gridsize - 1) / 2.0)  # (C, 2) as (x, y)
+    d = float(np.median((relative * unit).sum(axis=(1, 2)) / (unit * unit).sum()))
+    return d, np.abs(relative - d * unit).max(axis=(1, 2))
+
+
+def grid_groups(positions: np.ndarray, *, gridsize: int, n_groups: int | None = None,
+                rng: np.random.Generator | int | None = None) -> Groups:
+    """Grid-mode groups: the clusters of a clustered raster scan, members in layout order.
+
+    The positions must be stored cluster by cluster, ``gridsize**2`` consecutive positions per
+    cluster in the layout order of :func:`ptycho_dist.physics.scans.cluster_layout` (what
+    :func:`~ptycho_dist.physics.scans.grid_scan` with ``cluster = gridsize`` makes): group ``k`` is
+    positions ``k * C ... k * C + C - 1`` and its channel ``c`` sits at layout row
+    ``iy, ix = divmod(c, gridsize)``. The layout is checked: every group must be the same square
+    row-major layout with one spacing ``d > 0`` (then ``relative[:, c]`` is identical for every
+    group, ``+/- d / 2`` for gridsize 2). gridsize 1: one group per position.
+
+    Parameters
+    ----------
+    positions : ndarray, float, shape (n, 2)
+        Scan positions (x, y), ``n`` a multiple of ``C = gridsize**2``.
+    gridsize : int
+        1, 2 or 3, the scan's cluster side.
+    n_groups : int, optional
+        Groups to keep. Default: every cluster (``n / C``). Fewer keeps a random subset drawn with
+        ``rng``, in scan order; more than ``n / C`` raises.
+    rng : Generator, int or None
+        Random source of the subset (unused when every cluster is kept).
+
+    Returns
+    -------
+    Groups
+        ``mode = "grid"``, ``k_neighbors = 0``, ``n_possible = n / C`` (exact).
+
+    Raises
+    ------
+    GroupingError
+        gridsize not in 1..3; ``n`` not a multiple of C; positions not in clusters of the layout
+        (the message names the first group that is not); more groups requested than clusters.
+    """
+    pos = _check_positions(positions)
+    if isinstance(gridsize, bool) or gridsize not in GRIDSIZES:
+        raise GroupingError(f"gridsize must be 1, 2 or 3, got {gridsize!r}")
+    c = gridsize * gridsize
+    if len(pos) == 0 or len(pos) % c:
+        raise GroupingError(f"grid grouping with gridsize {gridsize} needs the positions in clusters of "
+                            f"C = {c}, got {len(pos)} position(s) (scan.cluster must equal gridsize)")
+    indices = np.arange(len(pos), dtype=np.int64).reshape(-1, c)
+    possible = len(indices)
+    count = _check_count(n_groups, possible, name="n_groups")
+    if count > possible:
+        raise GroupingError(f"{count} groups requested but the scan has only {possible} clusters of "
+                            f"{gridsize}x{gridsize} positions")
+    centers, relative = relative_offsets(pos, indices)
+    if gridsize > 1:
+        _check_layout(relative, gridsize)
+    if count < possible:
+        keep = np.sort(np.random.default_rng(rng).choice(possible, size=count, replace=False))
+        indices, centers, relative = indices[keep], centers[keep], relative[keep]
+    return Groups(indices, centers, relative, int(gridsize), 0, count, count, possible, True, "grid")
+
+
+def _check_layout(relative: np.ndarray, gridsize: int) -> None:
+    d, err = _layout_error(relative, gridsize)
+    tol = _LAYOUT_TOLERANCE * max(1.0, abs(d))
+    bad = np.flatnonzero(err > tol)
+    if d <= 0 or bad.size:
+        k = int(bad[0]) if bad.size else 0
+        raise GroupingError(
+            f"positions are not clusters of a {gridsize}x{gridsize} layout in row-major order "
+            f"(common spacing {d:g} px; group {k}, positions {k * gridsize**2}..{(k + 1) * gridsize**2 - 1}, "
+            f"deviates by {float(err[k]):.3g} px); grid grouping needs scan.kind = 'grid' with "
+            f"scan.cluster = gridsize = {gridsize}")
+
+
 def grouping_summary(groups: Groups, positions: np.ndarray) -> dict[str, float | int | bool | str]:
     """Diagnostics of a grouping (rows of the ``diagnostics`` table).
 
@@ -245,11 +341,14 @@ def grouping_summary(groups: Groups, positions: np.ndarray) -> dict[str, float |
     -------
     dict
         ``groups_requested``, ``groups_achieved``, ``groups_possible`` (+ ``_exact``),
-        ``grouping_gridsize``, ``grouping_k_neighbors``, ``relative_sign``, ``relative_shape``
+        ``grouping_mode`` ("neighbors" or "grid"), ``grouping_gridsize``, ``grouping_k_neighbors``,
+        ``relative_sign``, ``relative_shape``
         ("BxCx2"), per-axis ``offsets_{x,y}_{min,max,std}`` of the centres and
         ``relative_{x,y}_{min,max,std}``, ``n_distinct_offsets`` (distinct centres at 1e-6 px; a
-        collapse shows as 1), ``n_distinct_relative`` (distinct relative vectors) and
-        ``max_neighbor_distance`` / ``mean_neighbor_distance`` (member to seed, pixels).
+        collapse shows as 1), ``n_distinct_relative`` (distinct relative vectors: C in grid mode,
+        where channel c has one offset) and ``max_neighbor_distance`` /
+        ``mean_neighbor_distance`` (member to seed, pixels; grid mode: to the layout's first
+        member).
     """
     pos = _check_positions(positions)
     idx = groups.indices
@@ -259,7 +358,7 @@ def grouping_summary(groups: Groups, positions: np.ndarray) -> dict[str, float |
     out: dict[str, float | int | bool | str] = {
         "groups_requested": groups.n_requested, "groups_achieved": groups.n_achieved,
         "groups_possible": groups.n_possible, "groups_possible_exact": groups.n_possible_exact,
-        "grouping_gridsize": groups.gridsize, "grouping_k_neighbors": groups.k_neighbors,
+        "grouping_mode": groups.mode, "grouping_gridsize": groups.gridsize, "grouping_k_neighbors": groups.k_neighbors,
         "relative_sign": RELATIVE_SIGN, "relative_shape": "x".join(map(str, groups.relative.shape)),
     }
     rel = groups.relative.reshape(-1, 2)

@@ -203,3 +203,84 @@ def test_invariants_hold_for_random_scans(seed: int, n: int, gridsize: int, extr
     assert g.n_achieved == len(g.indices) <= g.n_requested == n
     _assert_members_among_k_nearest(pos, g.indices, min(k, n - 1))
     np.testing.assert_allclose(g.centers[:, None, :] + g.relative, pos[g.indices], atol=1e-9)
+
+
+# Grid mode: the groups are the clusters of a clustered raster scan, members in layout order.
+
+def _clustered(cluster: int, *, size: int = 392, n: int = 64, step: float = 42.0, inner: float = 4.0,
+               jitter: float = 0.0) -> np.ndarray:
+    from ptycho_dist.physics.scans import grid_scan
+    return grid_scan((size, size), n, step=step, cluster=cluster, inner_offset=inner, jitter=jitter, rng=5)
+
+
+def test_grid_groups_gridsize_2_channels_at_plus_minus_half_the_inner_offset() -> None:
+    pos = _clustered(2)
+    g = grouping.grid_groups(pos, gridsize=2)
+    assert g.mode == "grid" and g.indices.shape == (64, 4) and g.relative.shape == (64, 4, 2)
+    np.testing.assert_array_equal(g.indices, np.arange(256).reshape(64, 4))
+    # channel c means the same position in every group: (dy, dx) = (-, -), (-, +), (+, -), (+, +)
+    want = np.array([[-2.0, -2.0], [2.0, -2.0], [-2.0, 2.0], [2.0, 2.0]])  # (x, y)
+    np.testing.assert_allclose(g.relative, np.broadcast_to(want, (64, 4, 2)), atol=1e-12)
+    # member = centre + relative (RELATIVE_SIGN = +1), and the centres are 42 px apart
+    np.testing.assert_allclose(g.centers[:, None] + RELATIVE_SIGN * g.relative, pos[g.indices], atol=1e-12)
+    np.testing.assert_allclose(np.diff(np.unique(g.centers[:, 0])), 42.0)
+    assert (g.n_requested, g.n_achieved, g.n_possible, g.n_possible_exact, g.k_neighbors) == (64, 64, 64, True, 0)
+
+
+def test_grid_groups_gridsize_3_layout() -> None:
+    g = grouping.grid_groups(_clustered(3, inner=5.0), gridsize=3)
+    want = np.array([[dx, dy] for dy in (-5.0, 0.0, 5.0) for dx in (-5.0, 0.0, 5.0)])
+    np.testing.assert_allclose(g.relative, np.broadcast_to(want, g.relative.shape), atol=1e-12)
+    assert np.ptp(g.relative, axis=0).max() < 1e-12  # relative[:, c] identical across groups
+
+
+def test_grid_groups_keep_the_layout_under_cluster_jitter() -> None:
+    g = grouping.grid_groups(_clustered(2, jitter=3.0), gridsize=2)
+    assert np.ptp(g.relative, axis=0).max() < 1e-9
+    assert len(np.unique(np.round(np.diff(np.sort(g.centers[:8, 0])), 6))) > 1  # centres did move
+
+
+def test_grid_groups_gridsize_1_is_one_group_per_position() -> None:
+    pos = _clustered(1)
+    g = grouping.grid_groups(pos, gridsize=1)
+    np.testing.assert_array_equal(g.indices, np.arange(len(pos))[:, None])
+    np.testing.assert_array_equal(g.relative, np.zeros((len(pos), 1, 2)))
+
+
+def test_grid_groups_subset_is_seeded_sorted_and_whole_clusters() -> None:
+    pos = _clustered(2)
+    a = grouping.grid_groups(pos, gridsize=2, n_groups=10, rng=1)
+    b = grouping.grid_groups(pos, gridsize=2, n_groups=10, rng=1)
+    c = grouping.grid_groups(pos, gridsize=2, n_groups=10, rng=2)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)
+    assert a.indices.shape == (10, 4) and (np.diff(a.indices[:, 0]) > 0).all()
+    assert (a.indices[:, 0] % 4 == 0).all() and (np.diff(a.indices, axis=1) == 1).all()
+    assert (a.n_requested, a.n_achieved, a.n_possible) == (10, 10, 64)
+    with pytest.raises(GroupingError, match="65 groups requested but the scan has only 64 clusters of 2x2"):
+        grouping.grid_groups(pos, gridsize=2, n_groups=65)
+
+
+def test_grid_groups_refuse_positions_that_are_not_clusters() -> None:
+    plain = _clustered(1)  # a plain 8 px raster: 4 consecutive positions are a row segment
+    with pytest.raises(GroupingError, match=r"not clusters of a 2x2 layout .* scan.cluster = gridsize = 2"):
+        grouping.grid_groups(plain[:64], gridsize=2)
+    swapped = _clustered(2)
+    swapped[[4, 5]] = swapped[[5, 4]]  # channels 0 and 1 of group 1 exchanged
+    with pytest.raises(GroupingError, match=r"group 1, positions 4\.\.7, deviates by 4 px"):
+        grouping.grid_groups(swapped, gridsize=2)
+    with pytest.raises(GroupingError, match="needs the positions in clusters of C = 4, got 6 position"):
+        grouping.grid_groups(_clustered(2)[:6], gridsize=2)
+    with pytest.raises(GroupingError, match="gridsize must be 1, 2 or 3"):
+        grouping.grid_groups(_clustered(2), gridsize=4)
+
+
+def test_grid_summary() -> None:
+    pos = _clustered(2)
+    s = grouping_summary(grouping.grid_groups(pos, gridsize=2), pos)
+    assert s["grouping_mode"] == "grid" and s["grouping_gridsize"] == 2 and s["grouping_k_neighbors"] == 0
+    assert s["relative_shape"] == "64x4x2" and s["n_distinct_relative"] == 4 and s["n_distinct_offsets"] == 64
+    assert (s["relative_x_min"], s["relative_x_max"], s["relative_y_std"]) == pytest.approx((-2.0, 2.0, 2.0))
+    assert s["max_neighbor_distance"] == pytest.approx(4 * math.sqrt(2))
+    assert s["mean_neighbor_distance"] == pytest.approx((4 + 4 + 4 * math.sqrt(2)) / 3)
+    assert grouping_summary(group_positions(pos, gridsize=2, rng=0), pos)["grouping_mode"] == "neighbors"

@@ -41,7 +41,15 @@ from ptycho_dist.physics.probes import (
     probe_statistics,
     zone_plate_probe,
 )
-from ptycho_dist.physics.scans import check_scan_fits, fermat_scan, grid_scan, random_scan, scan_box
+from ptycho_dist.physics.scans import (
+    check_scan_fits,
+    cluster_layout,
+    fermat_scan,
+    grid_scan,
+    grid_shape,
+    random_scan,
+    scan_box,
+)
 from ptycho_dist.physics.simulate import SimResult, apply_dose, simulate_patterns
 
 __all__ = [
@@ -51,6 +59,7 @@ __all__ = [
     "apply_dose",
     "canvas_requirement",
     "check_scan_fits",
+    "cluster_layout",
     "disk_probe",
     "dose_scale",
     "exit_waves",
@@ -61,6 +70,7 @@ __all__ = [
     "gaussian_probe",
     "gaussian_random_field_object",
     "grid_scan",
+    "grid_shape",
     "legacy_canvas_side",
     "lines_object",
     "model_amplitude",

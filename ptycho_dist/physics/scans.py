@@ -8,6 +8,19 @@ lies inside an (H, W) object, bilinear support included, exactly when
     N/2 <= x_k <= W - N/2   and   N/2 <= y_k <= H - N/2.
 
 Every generator keeps its positions a further ``margin`` pixels inside that box (the *scan box*).
+
+Clustered grids (PtychoPINN's grid simulation). With ``cluster = g > 1`` every point of the outer
+grid (spacing ``step``, the stride between groups) becomes ``g * g`` positions at the fixed layout
+:func:`cluster_layout` around it, ``inner_offset`` pixels apart, stored consecutively in layout
+order: position ``k * g**2 + c`` is member ``c`` of cluster ``k``. Channel ``c`` sits at layout row
+``iy, ix = divmod(c, g)`` (row-major, y outer), i.e. at
+
+    (dx, dy) = ((ix - (g - 1) / 2) * inner_offset, (iy - (g - 1) / 2) * inner_offset)
+
+from its cluster's centre; for ``g = 2`` the order is (dy, dx) = (-, -), (-, +), (+, -), (+, +).
+This is the order of the reference's grid-to-channel reshape (a gridsize x gridsize grid of patches,
+row-major, flattened into the channel axis). The whole cluster stays in the scan box: the outer grid
+lives in the box shrunk by the cluster's half extent ``(g - 1) * inner_offset / 2``.
 """
 
 from __future__ import annotations
@@ -19,12 +32,14 @@ import numpy as np
 from ptycho_dist.errors import PhysicsError
 from ptycho_dist.physics._checks import check_positions, check_positive
 
-__all__ = ["scan_box", "check_scan_fits", "grid_scan", "random_scan", "fermat_scan",
-           "GOLDEN_ANGLE"]
+__all__ = ["scan_box", "check_scan_fits", "grid_scan", "grid_shape", "cluster_layout", "random_scan",
+           "fermat_scan", "GOLDEN_ANGLE", "CLUSTERS"]
 
 #: angle between successive Fermat-spiral points, pi * (3 - sqrt 5) rad (~137.5 deg)
 GOLDEN_ANGLE = float(np.pi * (3.0 - np.sqrt(5.0)))
 _MAX_JITTER_ROUNDS = 1000
+#: supported cluster sides (members per side of each outer grid point)
+CLUSTERS = (1, 2, 3)
 
 
 def _count(value: int, *, name: str) -> int:
@@ -114,13 +129,77 @@ def _jitter(pos: np.ndarray, sigma: float, lo: np.ndarray, hi: np.ndarray,
         f"y in [{lo[1]:g}, {hi[1]:g}]: {todo.size} coordinates stayed outside")
 
 
+def cluster_layout(cluster: int, inner_offset: float = 4.0) -> np.ndarray:
+    """Offsets of the members of one cluster from its centre, in layout (channel) order.
+
+    Parameters
+    ----------
+    cluster : int
+        Members per side g, 1, 2 or 3.
+    inner_offset : float
+        Distance in pixels between neighbouring members, > 0.
+
+    Returns
+    -------
+    ndarray, float64, shape (g * g, 2)
+        (dx, dy) of member ``c``: ``iy, ix = divmod(c, g)``, ``dx = (ix - (g - 1) / 2) *
+        inner_offset``, ``dy = (iy - (g - 1) / 2) * inner_offset`` (row-major, y outer; the offsets
+        sum to zero, so the centre is the members' mean).
+    """
+    g = _cluster(cluster)
+    d = check_positive(inner_offset, name="inner_offset")
+    iy, ix = np.divmod(np.arange(g * g), g)
+    return np.column_stack([ix - (g - 1) / 2.0, iy - (g - 1) / 2.0]) * d
+
+
+def _cluster(value: int) -> int:
+    if isinstance(value, bool) or value not in CLUSTERS:
+        raise PhysicsError(f"cluster must be 1, 2 or 3 (members per side), got {value!r}")
+    return int(value)
+
+
+def _outer_box(object_shape: Sequence[int], probe_size: int, *, cluster: int, inner_offset: float,
+               margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """The scan box shrunk by the cluster's half extent: where cluster centres may sit."""
+    lo, hi = scan_box(object_shape, probe_size, margin=margin)
+    g = _cluster(cluster)
+    half = (g - 1) * check_positive(inner_offset, name="inner_offset") / 2.0
+    if g > 1 and (hi - lo).min() < 2 * half:
+        raise PhysicsError(
+            f"the scan box x in [{lo[0]:g}, {hi[0]:g}], y in [{lo[1]:g}, {hi[1]:g}] of object "
+            f"{tuple(object_shape)} with probe {probe_size} and margin {margin:g} is narrower than "
+            f"one {g}x{g} cluster ({(g - 1) * inner_offset:g} px across at inner_offset "
+            f"{inner_offset:g}); enlarge the object or reduce margin or inner_offset")
+    return lo + half, hi - half
+
+
+def grid_shape(object_shape: Sequence[int], probe_size: int, *, step: float, cluster: int = 1,
+               inner_offset: float = 4.0, margin: float = 0.0) -> tuple[int, int]:
+    """Rows and columns (ny, nx) of the outer grid of :func:`grid_scan` (cluster centres).
+
+    Along each axis ``floor((span - (cluster - 1) * inner_offset) / step) + 1`` points, where span
+    is the scan box's width ``W - N - 2 * margin`` (``H - ...`` for rows). The scan holds
+    ``ny * nx * cluster**2`` positions.
+    """
+    s = check_positive(step, name="scan step")
+    lo, hi = _outer_box(object_shape, probe_size, cluster=cluster, inner_offset=inner_offset,
+                        margin=margin)
+    return len(_axis(lo[1], hi[1], s)), len(_axis(lo[0], hi[0], s))
+
+
 def grid_scan(object_shape: Sequence[int], probe_size: int, *, step: float, jitter: float = 0.0,
-              margin: float = 0.0, rng: np.random.Generator | int | None = None) -> np.ndarray:
+              margin: float = 0.0, cluster: int = 1, inner_offset: float = 4.0,
+              rng: np.random.Generator | int | None = None) -> np.ndarray:
     """Raster grid with spacing ``step`` (both axes), centred in the scan box, row-major (y outer).
 
     Along each axis the grid holds ``floor(span / step) + 1`` points (span = box width), the unused
     remainder split evenly on both sides. With ``jitter > 0`` each coordinate gets Gaussian noise of
     std ``jitter`` pixels, truncated to the scan box (draws that would leave it are redrawn).
+
+    With ``cluster = g > 1`` each grid point is a cluster centre and becomes ``g * g`` positions at
+    :func:`cluster_layout` around it (module docstring); the centres then fill the scan box shrunk
+    by ``(g - 1) * inner_offset / 2`` (so ``span`` above loses ``(g - 1) * inner_offset``) and the
+    jitter moves each cluster as a whole, keeping its layout exact.
 
     Parameters
     ----------
@@ -129,27 +208,42 @@ def grid_scan(object_shape: Sequence[int], probe_size: int, *, step: float, jitt
     probe_size : int
         Probe side N.
     step : float
-        Grid spacing in pixels, > 0.
+        Grid spacing in pixels, > 0 (between cluster centres when ``cluster > 1``).
     jitter : float
         Std of the Gaussian jitter in pixels, >= 0.
     margin : float
         See :func:`scan_box`.
+    cluster : int
+        Members per side of each grid point, 1, 2 or 3; 1 is the plain raster.
+    inner_offset : float
+        Distance in pixels between neighbouring members of a cluster, > 0 (unused for cluster 1).
     rng : Generator, int or None
         Random source (used only when ``jitter > 0``).
 
     Returns
     -------
     ndarray, float64, shape (n, 2)
-        (x, y) probe-centre positions.
+        (x, y) probe-centre positions, ``n = ny * nx * cluster**2`` (:func:`grid_shape`), cluster
+        by cluster in layout order.
+
+    Raises
+    ------
+    PhysicsError
+        When the scan box is narrower than one cluster (never clipped).
     """
     s = check_positive(step, name="scan step")
     sigma = check_positive(jitter, name="jitter", allow_zero=True)
-    lo, hi = scan_box(object_shape, probe_size, margin=margin)
+    lo, hi = _outer_box(object_shape, probe_size, cluster=cluster, inner_offset=inner_offset,
+                        margin=margin)
     yy, xx = np.meshgrid(_axis(lo[1], hi[1], s), _axis(lo[0], hi[0], s), indexing="ij")
     pos = np.column_stack([xx.ravel(), yy.ravel()])
-    if sigma == 0.0:
+    if sigma > 0.0:
+        pos = _jitter(pos, sigma, lo, hi, np.random.default_rng(rng))
+    if cluster == 1:
         return pos
-    return _jitter(pos, sigma, lo, hi, np.random.default_rng(rng))
+    members = pos[:, None, :] + cluster_layout(cluster, inner_offset)[None]
+    box_lo, box_hi = scan_box(object_shape, probe_size, margin=margin)
+    return np.clip(members.reshape(-1, 2), box_lo, box_hi)  # clip only removes rounding error
 
 
 def random_scan(object_shape: Sequence[int], probe_size: int, *, n_positions: int,

@@ -66,10 +66,12 @@ def make_probe(s: Scenario) -> tuple[np.ndarray, float]:
 
 
 def make_positions(s: Scenario, object_shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    """Scan positions float64 (n, 2) as (x, y) of the probe centre in object pixels."""
+    """Scan positions float64 (n, 2) as (x, y) of the probe centre in object pixels (grid scans with
+    ``scan.cluster`` > 1: cluster by cluster in layout order, see :func:`physics.grid_scan`)."""
     sc, n = s.scan, s.probe.n
     if sc.kind == "grid":
-        pos = physics.grid_scan(object_shape, n, step=sc.step, jitter=sc.jitter, margin=sc.margin, rng=rng)
+        pos = physics.grid_scan(object_shape, n, step=sc.step, jitter=sc.jitter, margin=sc.margin,
+                                cluster=sc.cluster, inner_offset=sc.inner_offset, rng=rng)
         return pos[: sc.n_positions] if sc.n_positions is not None else pos
     if sc.n_positions is None:
         raise SpecError(f"scan.n_positions: required for a {sc.kind} scan")
@@ -141,11 +143,16 @@ def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
 
 
 def group_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Neighbour groups, group centres and relative coordinates (member - centre)."""
+    """Groups (neighbour groups or, in grid mode, the scan's clusters), group centres and relative
+    coordinates (member - centre)."""
     s, sim = task.scenario, ctx.read(task, "data", SimulatedData)
     rng = np.random.default_rng(derive_seed(s.seed, task.key))
-    groups = grouping.group_positions(sim.positions, gridsize=s.grouping.gridsize,
-                                      k_neighbors=s.grouping.resolved_k, n_groups=s.grouping.n_groups, rng=rng)
+    g = s.grouping
+    if g.mode == "grid":
+        groups = grouping.grid_groups(sim.positions, gridsize=g.gridsize, n_groups=g.n_groups, rng=rng)
+    else:
+        groups = grouping.group_positions(sim.positions, gridsize=g.gridsize, k_neighbors=g.resolved_k,
+                                          n_groups=g.n_groups, rng=rng)
     out = Groups(indices=groups.indices, centers=groups.centers, relative=groups.relative,
                  gridsize=s.grouping.gridsize)
     diag = {**grouping.grouping_summary(groups, sim.positions),

@@ -15,6 +15,8 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ptycho_dist.physics.scans import grid_shape
+
 __all__ = [
     "PINN_BACKENDS",
     "PINN_SIZES",
@@ -190,11 +192,28 @@ class ScanSpec(SpecModel):
     """Number of positions (required for random and fermat; for grid, keep the first n)."""
     margin: float = Field(default=0.0, ge=0)
     """Extra distance in pixels kept between every patch and the object edge."""
+    cluster: Literal[1, 2, 3] = 1
+    """Grid scans: positions per side of each grid point. 1 is the plain raster; g > 1 turns every
+    grid point (spacing ``step``, then the stride between clusters) into g x g positions
+    ``inner_offset`` apart around it, stored consecutively in row-major layout order (PtychoPINN's
+    grid simulation; the groups of ``grouping.mode = "grid"``). Jitter moves whole clusters."""
+    inner_offset: float = Field(default=4.0, gt=0)
+    """Distance in pixels between neighbouring positions of a cluster (``cluster`` > 1; PtychoPINN's
+    ``offset``, default 4: members at +/- 2 px around the centre for cluster 2)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.kind in ("random", "fermat") and self.n_positions is None:
             raise ValueError(f"n_positions is required for a {self.kind} scan")
+        c = self.cluster**2
+        if self.cluster > 1 and self.kind != "grid":
+            raise rule_error("ScanSpec", ("cluster",),
+                             f"must be 1 for a {self.kind} scan (clusters sit on a raster grid: "
+                             "scan.kind = 'grid')", self.cluster)
+        if self.cluster > 1 and self.n_positions is not None and self.n_positions % c:
+            raise rule_error("ScanSpec", ("n_positions",),
+                             f"must be a multiple of cluster**2 = {c} with scan.cluster = {self.cluster} "
+                             "(the first n positions keep whole clusters)", self.n_positions)
         return self
 
 
@@ -210,16 +229,27 @@ class DoseSpec(SpecModel):
 class GroupingSpec(SpecModel):
     """Grouping of scan positions into solution regions."""
 
+    mode: Literal["neighbors", "grid"] = "neighbors"
+    """``neighbors``: a seed plus members drawn among its K nearest neighbours (channel order
+    without spatial meaning). ``grid``: the clusters of a clustered grid scan (scan.kind = 'grid',
+    scan.cluster = gridsize), members in the fixed row-major layout, so channel c always means the
+    same position (PtychoPINN's grid simulation)."""
     gridsize: Literal[1, 2, 3] = 1
     """Groups hold gridsize**2 positions; 1 means every position is its own group."""
     k_neighbors: int | None = Field(default=None, ge=1)
     """Members are drawn among the K nearest neighbours of a seed position (K >= gridsize**2 - 1);
-    None means max(6, gridsize**2 - 1): 6 for gridsize 1 and 2 (PHYSICS.md), 8 for gridsize 3."""
+    None means max(6, gridsize**2 - 1): 6 for gridsize 1 and 2 (PHYSICS.md), 8 for gridsize 3.
+    Neighbour mode only (must stay None in grid mode)."""
     n_groups: int | None = Field(default=None, ge=1)
-    """Number of groups; None means one per scan position (capped at the number of distinct groups)."""
+    """Number of groups; None means one per scan position (capped at the number of distinct groups).
+    Grid mode: None keeps every cluster, fewer keeps a seeded random subset in scan order."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        if self.mode == "grid" and self.k_neighbors is not None:
+            raise rule_error("GroupingSpec", ("k_neighbors",),
+                             "must be unset with grouping.mode = 'grid' (the groups are the scan's "
+                             "clusters; K applies to mode 'neighbors')", self.k_neighbors)
         need = self.gridsize**2 - 1
         if self.k_neighbors is not None and self.k_neighbors < need:
             raise rule_error("GroupingSpec", ("k_neighbors",),
@@ -403,10 +433,15 @@ class Scenario(SpecModel):
     @model_validator(mode="after")
     def _check(self) -> Self:
         if self.object.kind != "file":
-            need = self.probe.n + 2 * self.scan.margin
+            sc = self.scan
+            need = self.probe.n + 2 * sc.margin + (sc.cluster - 1) * sc.inner_offset
+            what = "probe.n + 2*scan.margin" + (
+                " + (scan.cluster - 1)*scan.inner_offset" if sc.cluster > 1 else "")
             if self.object.size < need:
-                raise rule_error("Scenario", ("object", "size"),
-                                 f"must be at least probe.n + 2*scan.margin = {need:g}", self.object.size)
+                raise rule_error("Scenario", ("object", "size"), f"must be at least {what} = {need:g}",
+                                 self.object.size)
+        if self.grouping.mode == "grid":
+            _check_grid_mode(self)
         if self.stitch.crop is not None and self.stitch.crop > self.probe.n:
             raise rule_error("Scenario", ("stitch", "crop"), f"must be at most probe.n = {self.probe.n}",
                              self.stitch.crop)
@@ -416,7 +451,12 @@ class Scenario(SpecModel):
                              f"must be at least gridsize**2 = {c} (the members of one group) with "
                              f"grouping.gridsize = {self.grouping.gridsize}", self.scan.n_positions)
         g, n = self.grouping, self.scan.n_positions
-        if g.n_groups is not None and n is not None and g.n_groups > _distinct_groups(n, g.gridsize):
+        if g.mode == "grid":
+            possible = _grid_groups_possible(self)
+            if g.n_groups is not None and possible is not None and g.n_groups > possible[0]:
+                raise rule_error("Scenario", ("grouping", "n_groups"),
+                                 f"must be at most {possible[0]}, the {possible[1]}", g.n_groups)
+        elif g.n_groups is not None and n is not None and g.n_groups > _distinct_groups(n, g.gridsize):
             raise rule_error("Scenario", ("grouping", "n_groups"),
                              f"must be at most C({n}, {c}) = {_distinct_groups(n, g.gridsize)}, the "
                              f"distinct groups of {c} among scan.n_positions = {n} positions", g.n_groups)
@@ -443,6 +483,33 @@ def _check_pinn(s: Scenario) -> None:
     _check_split(s)
 
 
+def _check_grid_mode(s: Scenario) -> None:
+    """grouping.mode = 'grid' takes the clusters of a clustered raster scan as its groups."""
+    if s.scan.kind != "grid":
+        raise rule_error("Scenario", ("scan", "kind"),
+                         "must be 'grid' with grouping.mode = 'grid' (the groups are the clusters of a "
+                         "raster scan)", s.scan.kind)
+    if s.grouping.gridsize != s.scan.cluster:
+        raise rule_error("Scenario", ("grouping", "gridsize"),
+                         f"must equal scan.cluster = {s.scan.cluster} with grouping.mode = 'grid' (a "
+                         "group is one cluster of the scan; set scan.cluster to the same value)",
+                         s.grouping.gridsize)
+
+
+def _grid_groups_possible(s: Scenario) -> tuple[int, str] | None:
+    """Clusters of a grid-mode scan (the most groups it makes) and where the number comes from; None
+    when it depends on a file's shape."""
+    sc, c = s.scan, s.scan.cluster**2
+    if sc.n_positions is not None:
+        return sc.n_positions // c, f"clusters of {c} among scan.n_positions = {sc.n_positions} positions"
+    if s.object.kind == "file":
+        return None
+    ny, nx = grid_shape((s.object.size, s.object.size), s.probe.n, step=sc.step, cluster=sc.cluster,
+                        inner_offset=sc.inner_offset, margin=sc.margin)
+    return ny * nx, (f"{ny} x {nx} clusters of the grid (object.size = {s.object.size}, probe.n = "
+                     f"{s.probe.n}, scan.step = {sc.step:g})")
+
+
 def _distinct_groups(n_positions: int, gridsize: int) -> int:
     """Most distinct groups (sets of C = gridsize**2 positions) that ``n_positions`` allow."""
     return math.comb(n_positions, gridsize**2)
@@ -451,12 +518,18 @@ def _distinct_groups(n_positions: int, gridsize: int) -> int:
 def _check_split(s: Scenario) -> None:
     """The training split keeps a group. The arm trains on at most ``training.n_train`` groups, and
     the grouping makes exactly ``grouping.n_groups`` (when set) or at most one per scan position and
-    at most C(n_positions, C) distinct sets (``scan.n_positions``); the fewest is checked."""
-    bounds: list[tuple[tuple[str | int, ...], int, int, str]] = []   # (loc, value, groups, how)
+    at most C(n_positions, C) distinct sets (``scan.n_positions``), or in grid mode one per cluster of
+    the scan; the fewest is checked."""
+    bounds: list[tuple[tuple[str | int, ...], int | float, int, str]] = []   # (loc, value, groups, how)
     if s.training.n_train is not None:
         bounds.append((("training", "n_train"), s.training.n_train, s.training.n_train, ""))
     if s.grouping.n_groups is not None:
         bounds.append((("grouping", "n_groups"), s.grouping.n_groups, s.grouping.n_groups, ""))
+    elif s.grouping.mode == "grid":
+        if (possible := _grid_groups_possible(s)) is not None:
+            where = ("scan", "n_positions") if s.scan.n_positions is not None else ("scan", "step")
+            value = s.scan.n_positions if s.scan.n_positions is not None else s.scan.step
+            bounds.append((where, value, possible[0], f"the scan makes {possible[0]} group(s), the {possible[1]}; "))
     elif s.scan.n_positions is not None:
         n, c = s.scan.n_positions, s.grouping.gridsize**2
         made = min(n, _distinct_groups(n, s.grouping.gridsize))

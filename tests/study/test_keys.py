@@ -63,3 +63,15 @@ def test_grouping_does_not_change_simulation_key() -> None:
     assert a.simulate == b.simulate and a.group != b.group
     assert c.simulate != a.simulate
     assert scenario_keys(Scenario(replicate=1)).simulate != a.simulate
+
+
+def test_grid_mode_and_clusters_enter_the_keys() -> None:
+    from ptycho_dist.study.spec import ScanSpec
+    plain = Scenario(grouping=GroupingSpec(gridsize=2))
+    clustered = Scenario(scan=ScanSpec(cluster=2), grouping=GroupingSpec(gridsize=2))
+    grid = Scenario(scan=ScanSpec(cluster=2), grouping=GroupingSpec(mode="grid", gridsize=2))
+    kp, kc, kg = scenario_keys(plain), scenario_keys(clustered), scenario_keys(grid)
+    assert kp.simulate != kc.simulate == kg.simulate  # the layout belongs to the scan
+    assert kc.group != kg.group
+    wider = Scenario(scan=ScanSpec(cluster=2, inner_offset=6.0), grouping=GroupingSpec(mode="grid", gridsize=2))
+    assert scenario_keys(wider).simulate != kg.simulate

@@ -82,11 +82,48 @@ exclude = [{ "grouping.gridsize" = 2, "scan.kind" = "random" }]
         ("[study]\nname = '../etc'\n", "study.name: String should match pattern"),
         ('[axes]\nexclude = [{ "grouping.gridsize" = 3 }]\n', "axes.exclude[0]: matches no scenario"),
         ("[base]\nseed = 3\n", "base: seed and replicate are set by [study]"),
+        # grid-mode grouping: clusters of a raster scan (scan.cluster = grouping.gridsize)
+        ("[base.grouping]\nmode = 'grid'\ngridsize = 2\n",
+         "base.grouping.gridsize: must equal scan.cluster = 1 with grouping.mode = 'grid' (a group is one "
+         "cluster of the scan; set scan.cluster to the same value), got 2"),
+        ("[base.grouping]\nmode = 'grid'\n[base.scan]\nkind = 'random'\nn_positions = 100\n",
+         "base.scan.kind: must be 'grid' with grouping.mode = 'grid' (the groups are the clusters of a "
+         "raster scan), got 'random'"),
+        ("[base.scan]\nkind = 'fermat'\nn_positions = 100\ncluster = 2\n",
+         "base.scan.cluster: must be 1 for a fermat scan (clusters sit on a raster grid: scan.kind = 'grid'), got 2"),
+        ("[base.scan]\nn_positions = 10\ncluster = 2\n",
+         "base.scan.n_positions: must be a multiple of cluster**2 = 4 with scan.cluster = 2"),
+        ("[base.grouping]\nmode = 'grid'\nk_neighbors = 6\n",
+         "base.grouping.k_neighbors: must be unset with grouping.mode = 'grid'"),
+        ("[base.grouping]\nmode = 'squares'\n", "base.grouping.mode: Input should be 'neighbors' or 'grid', got 'squares'"),
+        ("[base.object]\nsize = 66\n[base.scan]\ncluster = 2\n",
+         "base.object.size: must be at least probe.n + 2*scan.margin + (scan.cluster - 1)*scan.inner_offset = 68, got 66"),
+        ("[base.scan]\nstep = 42.0\ncluster = 2\n[base.grouping]\nmode = 'grid'\ngridsize = 2\nn_groups = 65\n",
+         "base.grouping.n_groups: must be at most 64, the 8 x 8 clusters of the grid (object.size = 392, "
+         "probe.n = 64, scan.step = 42), got 65"),
+        ("[base.scan]\nn_positions = 16\ncluster = 2\n[base.grouping]\nmode = 'grid'\ngridsize = 2\nn_groups = 5\n",
+         "base.grouping.n_groups: must be at most 4, the clusters of 4 among scan.n_positions = 16 positions, got 5"),
+        ("[base.scan]\nn_positions = 4\ncluster = 2\n[base.grouping]\nmode = 'grid'\ngridsize = 2\n"
+         "[base.model]\nbackend = 'torch'\n",
+         "base.scan.n_positions: must allow at least 2 groups with training.val_fraction = 0.1 (the scan makes "
+         "1 group(s), the clusters of 4 among scan.n_positions = 4 positions;"),
+        ('[base.scan]\nkind = "random"\nn_positions = 100\n[axes]\n"grouping.mode" = ["neighbors", "grid"]\n',
+         "scan.kind: must be 'grid' with grouping.mode = 'grid' (the groups are the clusters of a raster scan), "
+         "got 'random' (with grouping.mode = ['grid'])"),
     ],
 )
 def test_bad_input_messages(text: str, expected: str) -> None:
     msg = error_of(text)
     assert expected in msg, msg
+
+
+def test_grid_mode_defaults_and_a_valid_grid_study() -> None:
+    s = parse("").scenarios[0]
+    assert (s.scan.cluster, s.scan.inner_offset, s.grouping.mode) == (1, 4.0, "neighbors")
+    study = parse("[base.scan]\nstep = 42.0\ncluster = 2\n[base.grouping]\nmode = 'grid'\ngridsize = 2\n"
+                  "n_groups = 64\n")
+    g = study.scenarios[0]
+    assert (g.scan.cluster, g.grouping.mode, g.grouping.gridsize, g.grouping.n_groups) == (2, "grid", 2, 64)
 
 
 def test_malformed_toml_names_file_and_position() -> None:
