@@ -152,7 +152,7 @@ NOLL_LOW_ORDER: dict[int, tuple[int, int]] = {
 
 
 def zernike(n: int, m: int, rho: np.ndarray, theta: np.ndarray) -> np.ndarray:
-    """Zernike polynomial ``Z_n^m`` with Noll's normalization (unit rms over the unit disk).
+    r"""Zernike polynomial ``Z_n^m`` with Noll's normalization (unit rms over the unit disk).
 
     .. math::
         Z_n^m = \sqrt{(2 - \delta_{m0})(n + 1)} \, R_n^{|m|}(\rho)
@@ -238,7 +238,7 @@ def aberrated_probe(n: int = 64, *, radius: float | None = None, ellipticity: fl
                     defocus: float = 0.0, zernike_rms: float = 0.5,
                     zernike_terms: tuple[int, ...] = tuple(NOLL_LOW_ORDER), blur: float = 1.0,
                     rng: np.random.Generator | int | None = None) -> np.ndarray:
-    """Generated experimental-like probe: off-centre elliptical aperture, seeded aberrations.
+    r"""Generated experimental-like probe: off-centre elliptical aperture, seeded aberrations.
 
     ``P = a(x, y) * exp(i * (defocus * rho^2 + phi_Z))``. The amplitude ``a`` is the hard ellipse
     with semi-axes ``R`` (along ``aperture_angle``, radians from +x towards +y) and
