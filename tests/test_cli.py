@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ptycho_dist.cli import main
@@ -85,3 +86,46 @@ def test_exit_codes_come_from_one_table(monkeypatch: pytest.MonkeyPatch, capsys:
     monkeypatch.setattr(cli, "cmd_validate", boom)
     assert cli.main(["validate", "whatever.toml"]) == code
     assert capsys.readouterr().err.startswith(prefix)
+
+
+def _npz_study(tmp_path: Path, probe_path: Path, axes: str = "") -> Path:
+    spec = tmp_path / "npz.toml"
+    spec.write_text(f'[base.object]\nsize = 80\n[base.probe]\nkind = "npz"\nn = 32\npath = "{probe_path}"\n{axes}')
+    return spec
+
+
+def test_validate_accepts_a_ptychopinn_npz_probe(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    probe = tmp_path / "probe.npz"
+    np.savez(probe, probeGuess=np.ones((32, 32), np.complex64), xcoords=np.zeros(3))
+    assert main(["validate", str(_npz_study(tmp_path, probe))]) == 0
+    # a file that does not exist yet is left to the simulate stage (it may be written before the run)
+    assert main(["validate", str(_npz_study(tmp_path, tmp_path / "later.npz"))]) == 0
+
+
+@pytest.mark.parametrize(("arrays", "axes", "needles"), [
+    ({"xcoords": np.zeros(3)}, "", ["base.probe.path", "no array 'probeGuess'", "found: xcoords"]),
+    ({"probeGuess": np.ones((64, 64), complex)}, "",
+     ["base.probe.path", "'probeGuess' has shape (64, 64), expected (32, 32)", "probe.n = 32"]),
+    ({"probeGuess": np.ones((32, 32), np.int32)}, "", ["base.probe.path", "dtype int32"]),
+    ({"probeGuess": np.ones((32, 32), complex)}, '[axes]\n"probe.n" = [32, 64]\n',
+     ["base.probe.path", "shape (32, 32), expected (64, 64)", "probe.n = 64"]),
+])
+def test_validate_bad_npz_probe_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                       arrays: dict[str, np.ndarray], axes: str, needles: list[str]) -> None:
+    probe = tmp_path / "probe.npz"
+    np.savez(probe, **arrays)  # type: ignore[arg-type]
+    spec = _npz_study(tmp_path, probe, axes)
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"ptycho-dist validate: {spec}: ") and "Traceback" not in err
+    assert str(probe) in err and all(needle in err for needle in needles), err
+
+
+def test_validate_names_the_axis_value_that_gave_a_bad_npz(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+    np.savez(good, probeGuess=np.ones((32, 32), complex))
+    np.savez(bad, probeGuess=np.ones((16, 16), complex))
+    spec = _npz_study(tmp_path, good, f'[axes]\n"probe.path" = ["{good}", "{bad}"]\n')
+    assert main(["validate", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert f'{spec}: axes."probe.path"[1]: {bad}: array \'probeGuess\' has shape (16, 16)' in err

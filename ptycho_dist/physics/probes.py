@@ -6,6 +6,8 @@ measured from that pixel, ``r = hypot(row - N//2, col - N//2)``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage
 
@@ -18,6 +20,11 @@ __all__ = [
     "disk_probe",
     "gaussian_probe",
     "zone_plate_probe",
+    "NOLL_LOW_ORDER",
+    "zernike",
+    "rotate_180",
+    "rotation_asymmetry",
+    "aberrated_probe",
     "probe_from_array",
     "normalize_probe",
     "probe_statistics",
@@ -136,6 +143,177 @@ def zone_plate_probe(n: int = 64, *, radius: float | None = None, defocus: float
                                check_positive(blur, name="blur", allow_zero=True))
     phase = defocus * (radius_map(n) / rad) ** 2
     return (amplitude * np.exp(1j * phase)).astype(np.complex64)
+
+
+#: Noll index j -> (radial order n, azimuthal order m) of the seeded aberrations of
+#: :func:`aberrated_probe`: defocus (4), astigmatism (5, 6), coma (7, 8), trefoil (9, 10)
+NOLL_LOW_ORDER: dict[int, tuple[int, int]] = {
+    4: (2, 0), 5: (2, -2), 6: (2, 2), 7: (3, -1), 8: (3, 1), 9: (3, -3), 10: (3, 3)}
+
+
+def zernike(n: int, m: int, rho: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    r"""Zernike polynomial ``Z_n^m`` with Noll's normalization (unit rms over the unit disk).
+
+    .. math::
+        Z_n^m = \sqrt{(2 - \delta_{m0})(n + 1)} \, R_n^{|m|}(\rho)
+        \begin{cases} \cos(m\theta) & m \ge 0 \\ \sin(|m|\theta) & m < 0 \end{cases},
+        \quad R_n^{k}(\rho) = \sum_{s=0}^{(n-k)/2}
+        \frac{(-1)^s (n-s)!}{s! \, ((n+k)/2 - s)! \, ((n-k)/2 - s)!} \rho^{n-2s}
+
+    (R. J. Noll, "Zernike polynomials and atmospheric turbulence", JOSA 66, 207 (1976)).
+
+    Parameters
+    ----------
+    n, m : int
+        Radial and azimuthal orders, ``|m| <= n``, ``n - |m|`` even.
+    rho, theta : ndarray, float, same shape
+        Normalized radius (the unit disk is ``rho <= 1``) and azimuth in radians.
+
+    Returns
+    -------
+    ndarray, float64, shape of ``rho``
+    """
+    k = abs(m)
+    if n < 0 or k > n or (n - k) % 2:
+        raise PhysicsError(f"Zernike orders need |m| <= n and n - |m| even, got n={n}, m={m}")
+    radial = np.zeros(np.shape(rho))
+    for s in range((n - k) // 2 + 1):
+        coef = (-1) ** s * math.factorial(n - s) / (
+            math.factorial(s) * math.factorial((n + k) // 2 - s) * math.factorial((n - k) // 2 - s))
+        radial = radial + coef * np.asarray(rho, dtype=np.float64) ** (n - 2 * s)
+    norm = math.sqrt((2.0 if m != 0 else 1.0) * (n + 1))
+    angular = np.cos(m * theta) if m >= 0 else np.sin(k * theta)
+    return norm * radial * angular
+
+
+def rotate_180(probe: np.ndarray) -> np.ndarray:
+    """``P(-r)``: the probe rotated by 180 degrees about its centre pixel (N//2, N//2).
+
+    ``out[i, j] = P[(N - i) % N, (N - j) % N]``; an (N, N) array of the input's dtype.
+    """
+    arr = np.asarray(probe)
+    return np.roll(arr[::-1, ::-1], 1, axis=(0, 1))
+
+
+def rotation_asymmetry(probe: np.ndarray, *, conjugate: bool = False) -> float:
+    """How far a probe is from its 180-degree rotation: ``||P - T P|| / ||P||``.
+
+    ``T P = P(-r)`` (:func:`rotate_180`), or ``conj(P(-r))`` with ``conjugate`` — the symmetry
+    under which an object and its rotated conjugate ("twin") give the same far-field amplitudes
+    at gridsize 1. 0 for the flat-phase disk; up to 2.
+
+    Parameters
+    ----------
+    probe : ndarray, complex, shape (N, N)
+        A non-zero finite probe.
+
+    Returns
+    -------
+    float
+    """
+    arr = as_finite_array(probe, name="probe", ndim=2).astype(np.complex128)
+    norm = float(np.linalg.norm(arr))
+    if norm == 0.0:
+        raise PhysicsError("probe is zero everywhere; its asymmetry is undefined")
+    turned = rotate_180(arr)
+    if conjugate:
+        turned = np.conj(turned)
+    return float(np.linalg.norm(arr - turned) / norm)
+
+
+def _elliptic_support(n: int, radius: float, ellipticity: float, angle: float,
+                      centre: tuple[float, float]) -> np.ndarray:
+    """Hard elliptical aperture, bool (N, N): semi-axes ``radius`` (along ``angle``) and
+    ``radius * (1 - ellipticity)``, centred at ``centre = (x, y)`` in pixels."""
+    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
+    dx, dy = x - centre[0], y - centre[1]
+    major = dx * math.cos(angle) + dy * math.sin(angle)
+    minor = -dx * math.sin(angle) + dy * math.cos(angle)
+    return (major / radius) ** 2 + (minor / (radius * (1.0 - ellipticity))) ** 2 <= 1.0
+
+
+def aberrated_probe(n: int = 64, *, radius: float | None = None, ellipticity: float = 0.3,
+                    aperture_angle: float = 0.5,
+                    aperture_offset: tuple[float, float] = (1.5, -1.0),
+                    defocus: float = 0.0, zernike_rms: float = 0.5,
+                    zernike_terms: tuple[int, ...] = tuple(NOLL_LOW_ORDER), blur: float = 1.0,
+                    rng: np.random.Generator | int | None = None) -> np.ndarray:
+    r"""Generated experimental-like probe: off-centre elliptical aperture, seeded aberrations.
+
+    ``P = a(x, y) * exp(i * (defocus * rho^2 + phi_Z))``. The amplitude ``a`` is the hard ellipse
+    with semi-axes ``R`` (along ``aperture_angle``, radians from +x towards +y) and
+    ``R * (1 - ellipticity)``, centred at ``(N//2 + dx, N//2 + dy)`` with ``(dx, dy) =
+    aperture_offset``, blurred by a Gaussian of std ``blur`` px and scaled to peak 1. The phase is
+    taken about the aperture centre, ``rho = r / R``, ``theta = atan2(y, x)``:
+
+    .. math:: \varphi_Z = c \sum_{j} a_j Z_j(\rho, \theta), \quad a_j \sim N(0, 1)
+
+    over the Noll indices ``zernike_terms`` (default 4-10: defocus, astigmatism, coma, trefoil,
+    :func:`zernike`), with ``c`` chosen so that the rms of ``phi_Z`` about its mean over the hard
+    aperture's pixels is exactly ``zernike_rms`` radians. ``defocus`` adds an explicit quadratic
+    phase (radians at ``rho = 1``, as in :func:`zone_plate_probe`). Coma and trefoil are odd in
+    ``r``, and the offset moves the aperture off the centre pixel, so ``P(-r) != P(r)`` and
+    ``conj(P(-r)) != P(r)`` (see :func:`rotation_asymmetry`), unlike the disk probe. It is a
+    stand-in for a measured probe, not a model of a particular beamline.
+
+    Parameters
+    ----------
+    n : int
+        Probe side N, a power of two.
+    radius : float, optional
+        Major semi-axis R in pixels; default ``0.2 * N``.
+    ellipticity : float
+        ``1 - minor / major`` in [0, 1).
+    aperture_angle : float
+        Orientation of the major axis in radians.
+    aperture_offset : (float, float)
+        Aperture centre minus (N//2, N//2) as (dx, dy) in pixels; ``R + |offset| <= N/2 - 1``.
+    defocus : float
+        Extra quadratic phase at ``rho = 1`` in radians.
+    zernike_rms : float
+        Rms in radians of the seeded Zernike phase over the aperture, >= 0.
+    zernike_terms : tuple of int
+        Noll indices of the seeded terms, keys of :data:`NOLL_LOW_ORDER`.
+    blur : float
+        Edge blur in pixels, >= 0.
+    rng : Generator, int or None
+        Random source of the coefficients ``a_j``.
+
+    Returns
+    -------
+    ndarray, complex64, shape (N, N)
+        Peak amplitude 1 (normalize with :func:`normalize_probe`).
+    """
+    check_power_of_two(n)
+    rad = check_positive(0.2 * n if radius is None else radius, name="radius")
+    if not 0.0 <= ellipticity < 1.0:
+        raise PhysicsError(f"ellipticity must be in [0, 1), got {ellipticity!r}")
+    dx, dy = (float(v) for v in aperture_offset)
+    if not all(math.isfinite(v) for v in (dx, dy, aperture_angle, defocus)):
+        raise PhysicsError("aperture_offset, aperture_angle and defocus must be finite, got "
+                           f"{aperture_offset!r}, {aperture_angle!r}, {defocus!r}")
+    if rad + math.hypot(dx, dy) > n / 2 - 1:
+        raise PhysicsError(f"aperture radius {rad:g} + |offset| {math.hypot(dx, dy):g} must be at "
+                           f"most N/2 - 1 = {n / 2 - 1:g} to stay inside the {n}x{n} probe")
+    rms = check_positive(zernike_rms, name="zernike_rms", allow_zero=True)
+    unknown = [j for j in zernike_terms if j not in NOLL_LOW_ORDER]
+    if unknown or not zernike_terms:
+        raise PhysicsError(f"zernike_terms must be a non-empty subset of {sorted(NOLL_LOW_ORDER)}, "
+                           f"got {list(zernike_terms)}")
+    centre = (n // 2 + dx, n // 2 + dy)
+    support = _elliptic_support(n, rad, float(ellipticity), float(aperture_angle), centre)
+    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
+    rho, theta = np.hypot(x - centre[0], y - centre[1]) / rad, np.arctan2(y - centre[1], x - centre[0])
+    coefs = np.random.default_rng(rng).standard_normal(len(zernike_terms))
+    phi_z = sum(a * zernike(*NOLL_LOW_ORDER[j], rho, theta) for a, j in zip(coefs, zernike_terms))
+    spread = float(np.std(np.asarray(phi_z)[support]))
+    phi_z = np.asarray(phi_z) * (rms / spread if spread > 0 else 0.0)
+    amplitude = support.astype(np.float64)
+    sigma = check_positive(blur, name="blur", allow_zero=True)
+    if sigma > 0:
+        amplitude = ndimage.gaussian_filter(amplitude, sigma, mode="constant")
+    amplitude /= amplitude.max()
+    return (amplitude * np.exp(1j * (defocus * rho**2 + phi_z))).astype(np.complex64)
 
 
 def probe_from_array(array: object, *, n: int) -> np.ndarray:

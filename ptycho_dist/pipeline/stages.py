@@ -7,6 +7,7 @@ with the completion marker. Random draws use ``derive_seed(study seed, stage key
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from ptycho_dist.physics.dose import scale_from_mean_energy
 from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
 from ptycho_dist.stitching import StitchResult, stitch
 from ptycho_dist.storage.datasets import load_npz_dataset
-from ptycho_dist.storage.inputs import load_user_array
+from ptycho_dist.storage.inputs import load_npz_probe, load_user_array
 from ptycho_dist.storage.outputs import Evaluation, Groups, Prediction, Reconstruction, SimulatedData
 from ptycho_dist.study import Scenario, StageTask, derive_seed
 
@@ -28,9 +29,22 @@ __all__ = ["make_object", "make_probe", "make_positions", "absolute_positions", 
 
 
 def make_object(s: Scenario, rng: np.random.Generator) -> np.ndarray:
-    """The scenario's object, complex64 (H, W)."""
+    """The scenario's object, complex64 (H, W).
+
+    ``ptychopinn_lines`` is normalized over the patches of the scan that :func:`make_positions` draws
+    next from ``rng`` (as the reference normalizes over the patches it simulates): the positions
+    are computed here from a copy of ``rng`` in its state after the object's draws, which is the
+    state :func:`simulate_stage` hands to :func:`make_positions` (the probe draws nothing).
+    """
     o = s.object
     shape = (o.size, o.size)
+    if o.kind == "ptychopinn_lines":
+        raw = physics.ptychopinn_lines_amplitude(o.size, n_lines=o.n_lines, rng=rng)
+        positions = make_positions(s, shape, copy.deepcopy(rng))
+        amplitude, _ = physics.normalize_by_mean_patch_max(raw, positions, n=s.probe.n)
+        if o.lines_phase == "zero":
+            return amplitude.astype(np.complex64)
+        return (amplitude * np.exp(1j * physics.reference_tanh_phase(amplitude))).astype(np.complex64)
     if o.kind == "lines":
         return physics.lines_object(shape, n_lines=o.n_lines, widths=o.line_widths,
                                     amplitude_range=o.amplitude_range,
@@ -56,6 +70,14 @@ def make_probe(s: Scenario) -> tuple[np.ndarray, float]:
         probe = physics.gaussian_probe(p.n, sigma=p.sigma if p.sigma is not None else p.n / 8)
     elif p.kind == "zone_plate":
         probe = physics.zone_plate_probe(p.n, radius=p.radius, defocus=p.defocus)
+    elif p.kind == "aberrated":
+        probe = physics.aberrated_probe(p.n, radius=p.radius, ellipticity=p.ellipticity,
+                                        aperture_angle=p.aperture_angle, aperture_offset=p.aperture_offset,
+                                        defocus=p.defocus, zernike_rms=p.zernike_rms, rng=p.aberration_seed)
+    elif p.kind == "npz":
+        if p.path is None:
+            raise SpecError("probe.path: required when probe.kind = 'npz'")
+        probe = physics.probe_from_array(load_npz_probe(p.path, key=p.npz_key, n=p.n, field="probe.path"), n=p.n)
     else:
         if p.path is None:
             raise SpecError("probe.path: required when probe.kind = 'file'")
@@ -128,9 +150,10 @@ def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
         out, diag = measured_data(s)
         return StageResult(out, {"diagnostics": diag_rows("simulate", diag)})
     rng = np.random.default_rng(derive_seed(s.seed, task.key))  # another key per dataset: another draw
-    obj = make_object(s, rng)
-    probe, factor = make_probe(s)
+    # a test object has its own scan (which also sets the patches the reference lines are normalized on)
     scanned = s.model_copy(update={"scan": s.data.test_scan}) if task.is_test and s.data.test_scan else s
+    obj = make_object(scanned, rng)
+    probe, factor = make_probe(s)
     positions = make_positions(scanned, obj.shape, rng)
     sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise, rng=rng)
     out = SimulatedData(object=obj, probe=probe, positions=positions, counts=sim.counts,

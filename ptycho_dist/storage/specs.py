@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ptycho_dist.errors import SpecError
 from ptycho_dist.storage.datasets import inspect_npz_dataset
+from ptycho_dist.storage.inputs import check_npz_probe
 from ptycho_dist.study import Study, parse_study
 
-__all__ = ["load_study", "check_data_files"]
+__all__ = ["load_study", "check_input_files"]
 
 
 def load_study(path: str | Path) -> Study:
-    """Read, validate and expand the study file at ``path``.
+    """Read, validate and expand the study file at ``path``, then check the input files it names.
 
     Raises
     ------
     SpecError
-        The file is missing or unreadable, is not UTF-8 TOML, or does not validate.
+        The file is missing or unreadable, is not UTF-8 TOML, does not validate, or names an input
+        file that exists but does not hold what the spec asks for (:func:`check_input_files`).
     """
     p = Path(path)
     try:
@@ -29,23 +32,52 @@ def load_study(path: str | Path) -> Study:
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read study file: {exc}") from None
     study = parse_study(text, source=str(path))
-    check_data_files(study)
+    check_input_files(study)
     return study
 
 
-def check_data_files(study: Study) -> None:
-    """Check the measured-data files a study names that exist now (keys, shapes: headers only).
+def _where(study: Study, field: str, value: object) -> str:
+    """The place in the study file that gave ``field`` its ``value``: the base or an axis value."""
+    for axis in study.axes:
+        for column, path in enumerate(axis.paths):
+            for i, values in enumerate(axis.values):
+                if path == field and values[column] == value:
+                    return f'axes."{path}"[{i}]' if len(axis.paths) == 1 else f'axes.zip."{path}"[{i}]'
+    return f"base.{field}"
 
-    A file that does not exist yet is not an error here: its scenarios fail at their simulate stage
-    with the same message (a ``failed`` row), and the rest of the study runs.
+
+def check_input_files(study: Study) -> None:
+    """Check the input files of every scenario that exist now, from their headers only.
+
+    The ``probe.npz_key`` array of a ``probe.kind = "npz"`` file must be (probe.n, probe.n), complex
+    or real floating; a ``data.source = "npz"`` dataset must hold its keys with consistent shapes
+    (:func:`~ptycho_dist.storage.datasets.inspect_npz_dataset`). A file that does not exist yet is not an error here (it
+    may be written before the run); the simulate stage then fails with a clear message.
+
+    Raises
+    ------
+    SpecError
+        One line: ``<study file>: <field path>: <file>: <problem>`` (naming the key and the shape
+        found), the field path being where the file was given (``base.probe.path`` or an axis
+        value ``axes."probe.path"[i]``).
     """
-    seen: set[tuple[str, int]] = set()
+    seen: set[str] = set()
     for s in study.scenarios:
-        if s.data.source != "npz" or s.data.path is None or (s.data.path, s.probe.n) in seen:
+        probe = s.probe
+        if probe.kind != "npz" or probe.path is None:
             continue
-        seen.add((s.data.path, s.probe.n))
-        if Path(s.data.path).exists():
-            try:
-                inspect_npz_dataset(s.data.path, field="data.path", probe_n=s.probe.n)
-            except SpecError as exc:
-                raise SpecError(f"{study.source}: {exc}") from None
+        item = json.dumps([probe.path, probe.npz_key, probe.n])
+        if item in seen or not Path(probe.path).exists():
+            continue
+        seen.add(item)
+        check_npz_probe(probe.path, key=probe.npz_key, n=probe.n,
+                        field=f"{study.source}: {_where(study, 'probe.path', probe.path)}")
+    checked: set[tuple[str, int]] = set()
+    for s in study.scenarios:
+        data = s.data
+        if data.source != "npz" or data.path is None or (data.path, s.probe.n) in checked:
+            continue
+        checked.add((data.path, s.probe.n))
+        if Path(data.path).exists():
+            inspect_npz_dataset(data.path, probe_n=s.probe.n,
+                                field=f"{study.source}: {_where(study, 'data.path', data.path)}")

@@ -120,8 +120,11 @@ def _ordered(pair: tuple[float, float], name: str) -> None:
 class ObjectSpec(SpecModel):
     """The complex object that is scanned."""
 
-    kind: Literal["lines", "grf", "siemens_star", "file"] = "lines"
-    """Generator: random blurred line segments, Gaussian random field, Siemens star, or a file."""
+    kind: Literal["lines", "ptychopinn_lines", "grf", "siemens_star", "file"] = "lines"
+    """Generator: random blurred line segments, the PtychoPINN reference lines object (1-px segments
+    on a canvas twice the size, blurred at 1, 5 and 10 px weighted 1:2:5, amplitude divided by the
+    mean per-patch maximum over the scan's patches; ``amplitude_range`` and ``phase_range`` are not
+    used), Gaussian random field, Siemens star, or a file."""
     size: int = Field(default=392, ge=16, le=16384)
     """Side of the square object in pixels (ignored for ``file``: the file's shape is used)."""
     amplitude_range: tuple[float, float] = (0.5, 1.0)
@@ -129,7 +132,10 @@ class ObjectSpec(SpecModel):
     phase_range: tuple[float, float] = (0.0, 0.5)
     """(low, high) of the object phase in radians."""
     n_lines: int = Field(default=400, ge=1)
-    """Number of line segments (``lines``)."""
+    """Number of line segments (``lines``, ``ptychopinn_lines``: the reference draws 400)."""
+    lines_phase: Literal["zero", "tanh"] = "zero"
+    """Phase of ``ptychopinn_lines``: zero (the reference default, amplitude only) or the
+    reference's optional ``set_phi`` map pi * tanh((A - max A / 2) / (3 mean A))."""
     line_widths: tuple[float, ...] = Field(default=(0.5, 1.0, 2.0), min_length=1)
     """Gaussian blur widths in pixels among which the segments are split evenly (``lines``)."""
     correlation_length: float = Field(default=8.0, gt=0)
@@ -155,27 +161,56 @@ class ObjectSpec(SpecModel):
 class ProbeSpec(SpecModel):
     """The illumination."""
 
-    kind: Literal["disk", "gaussian", "zone_plate", "file"] = "disk"
-    """Generator: soft disk (default), Gaussian, zone-plate-like with phase curvature, or a file."""
+    kind: Literal["disk", "gaussian", "zone_plate", "aberrated", "file", "npz"] = "disk"
+    """Generator: soft disk (default), Gaussian, zone-plate-like with phase curvature, aberrated
+    (experimental-like: off-centre elliptical aperture with seeded Zernike phase), a file
+    (``path``, .npy/.npz), or the array ``npz_key`` of a PtychoPINN-format .npz (``path``)."""
     n: Literal[16, 32, 64, 128, 256] = 64
     """Probe (and diffraction pattern) side N in pixels, a power of two."""
     radius: float | None = Field(default=None, gt=0)
-    """Aperture radius in pixels (``disk``, ``zone_plate``); None uses the generator's default."""
+    """Aperture radius in pixels (``disk``, ``zone_plate``; the major semi-axis for ``aberrated``);
+    None uses the generator's default (0.2 * N)."""
     sigma: float | None = Field(default=None, gt=0)
     """Gaussian width in pixels (``gaussian``); None uses the generator's default."""
     defocus: float = 0.0
-    """Phase curvature of the ``zone_plate`` probe (radians at the aperture edge)."""
+    """Quadratic phase at the aperture edge in radians (``zone_plate``; added on top of the seeded
+    aberrations for ``aberrated``)."""
+    ellipticity: float = Field(default=0.3, ge=0, lt=1)
+    """1 - minor/major semi-axis of the elliptical aperture (``aberrated``)."""
+    aperture_angle: float = Field(default=0.5, allow_inf_nan=False)
+    """Orientation of the aperture's major axis in radians from +x towards +y (``aberrated``)."""
+    aperture_offset: tuple[float, float] = (1.5, -1.0)
+    """Aperture centre minus the probe centre (N//2, N//2) as (dx, dy) in pixels (``aberrated``);
+    radius + |offset| must be at most N/2 - 1."""
+    zernike_rms: float = Field(default=0.5, ge=0, allow_inf_nan=False)
+    """Rms in radians over the aperture of the seeded Zernike phase (Noll 4-10: defocus,
+    astigmatism, coma, trefoil) of the ``aberrated`` probe."""
+    aberration_seed: int = Field(default=0, ge=0)
+    """Seed of the Zernike coefficients (``aberrated``): a property of the instrument, the same for
+    every replicate and study seed."""
     probe_scale: float = Field(default=4.0, gt=0)
     """Normalization P <- P / (probe_scale * mean |mask * P|), mask a disk of radius N/4."""
     normalize: bool = True
     """Apply the probe normalization above."""
     path: str | None = None
-    """File with the probe (``file``): .npy/.npz, complex (N, N)."""
+    """File with the probe: .npy/.npz, complex (N, N) (``file``); a PtychoPINN-format .npz
+    (``npz``)."""
+    npz_key: str = Field(default="probeGuess", min_length=1)
+    """Name of the complex (N, N) probe array in the .npz file (``npz``); PtychoPINN's is
+    ``probeGuess``."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        if (self.kind == "file") != (self.path is not None):
-            raise ValueError("path is required when kind = 'file' and only then")
+        if (self.kind in ("file", "npz")) != (self.path is not None):
+            raise ValueError("path is required when kind = 'file' or 'npz' and only then")
+        if self.kind == "aberrated":
+            radius = 0.2 * self.n if self.radius is None else self.radius
+            reach = radius + math.hypot(*self.aperture_offset)
+            if not math.isfinite(reach) or reach > self.n / 2 - 1:
+                raise rule_error("ProbeSpec", ("aperture_offset",),
+                                 f"radius + |offset| = {reach:g} must be at most N/2 - 1 = "
+                                 f"{self.n / 2 - 1:g} (the aperture must stay inside the "
+                                 f"{self.n}x{self.n} probe)", list(self.aperture_offset))
         return self
 
 

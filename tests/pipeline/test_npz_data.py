@@ -105,7 +105,7 @@ def test_bad_file_is_exit_2_at_validate(tmp_path: Path, capsys: pytest.CaptureFi
     spec.write_text(text)
     assert main(["validate", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"ptycho-dist validate: {spec}: data.path: {path}")
+    assert err.startswith(f"ptycho-dist validate: {spec}: base.data.path: {path}")
     assert re.search(message, err), err
 
 

@@ -70,7 +70,7 @@ exclude = [{ "grouping.gridsize" = 2, "scan.kind" = "random" }]
         ("[base.dose]\nnphotons = 'lots'\n", "base.dose.nphotons: Input should be a valid number, got 'lots'"),
         ("[base.dose]\nnphotons = -5.0\n", "base.dose.nphotons: Input should be greater than 0, got -5.0"),
         ("[base.grouping]\ngridsize = 0\n", "base.grouping.gridsize: Input should be 1, 2 or 3, got 0"),
-        ("[base.object]\nkind = 'potato'\n", "base.object.kind: Input should be 'lines', 'grf', 'siemens_star' or 'file', got 'potato'"),
+        ("[base.object]\nkind = 'potato'\n", "base.object.kind: Input should be 'lines', 'ptychopinn_lines', 'grf', 'siemens_star' or 'file', got 'potato'"),
         ("[base.scan]\nstep = 0.0\n", "base.scan.step: Input should be greater than 0, got 0.0"),
         ('[axes]\n"dose.nphotons" = []\n', 'axes."dose.nphotons": must be a non-empty list of values, got []'),
         ('[axes]\n"grouping.gridsize" = [1, 2, 4]\n', 'axes."grouping.gridsize"[2]: Input should be 1, 2 or 3, got 4'),
