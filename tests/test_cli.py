@@ -129,3 +129,8 @@ def test_validate_names_the_axis_value_that_gave_a_bad_npz(tmp_path: Path, capsy
     assert main(["validate", str(spec)]) == 2
     err = capsys.readouterr().err
     assert f'{spec}: axes."probe.path"[1]: {bad}: array \'probeGuess\' has shape (16, 16)' in err
+
+
+@pytest.mark.parametrize("spec", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "studies").rglob("*.toml")))
+def test_every_shipped_study_validates(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(ROOT / spec)]) == 0, capsys.readouterr().err

@@ -26,6 +26,7 @@ Scenarios are the cartesian product of the axes (file order, then zip groups), e
 from __future__ import annotations
 
 import copy
+import typing
 import itertools
 import json
 import tomllib
@@ -131,8 +132,10 @@ def axis_paths(model: type[SpecModel] = Scenario, prefix: str = "") -> list[str]
         path = f"{prefix}{name}"
         out.append(path)
         ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, SpecModel):
-            out.extend(axis_paths(ann, path + "."))
+        sub = ann if isinstance(ann, type) else next(  # an optional section (``data.test_scan``) too
+            (a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, SpecModel)), None)
+        if isinstance(sub, type) and issubclass(sub, SpecModel):
+            out.extend(axis_paths(sub, path + "."))
     return out
 
 
