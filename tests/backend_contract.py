@@ -36,7 +36,10 @@ from ptycho_dist.models import (
     train_val_split,
     weight_layout,
 )
+from ptycho_dist.models.config import default_filters
 from ptycho_dist.models.data import initial_log_scale
+from ptycho_dist.models.schedule import Schedule
+from ptycho_dist.models.weights import init_limits
 
 __all__ = ["BackendContract", "small_config"]
 
@@ -190,6 +193,86 @@ class BackendContract:
         assert result.history == [] and result.diverged_epoch is None
         assert result.log_scale == pytest.approx(math.log(data_g1.scale), rel=1e-6)
         assert list(result.weights) == list(weight_layout(small_config()))
+
+    @pytest.mark.parametrize("init", ["keras", "torch"])
+    def test_initial_weights_follow_the_init(self, impl: Backend, data_g2: TrainData,
+                                             init: str) -> None:
+        # every kernel U(-l, l): l = sqrt(6 / (fan_in + fan_out)) (keras) or 1/sqrt(fan_in) (torch)
+        cfg = small_config(gridsize=2, filters=(16, 32), epochs=0, init=init)
+        weights = self.train(impl, data_g2, cfg, seed=3).weights
+        for name, kernel in weights.items():
+            if not name.endswith(".kernel"):
+                continue
+            limit, bias_limit = init_limits(kernel.shape, init)
+            assert np.abs(kernel).max() <= limit * (1 + 1e-6), name
+            assert np.abs(kernel).max() >= 0.9 * limit, name
+            assert kernel.std() == pytest.approx(limit / math.sqrt(3), rel=0.12), name
+            assert abs(kernel.mean()) <= 0.1 * limit, name
+            bias = weights[name.removesuffix("kernel") + "bias"]
+            if init == "keras":
+                assert np.all(bias == 0), name
+            else:
+                assert 0 < np.abs(bias).max() <= bias_limit * (1 + 1e-6), name
+        again = self.train(impl, data_g2, cfg, seed=3).weights
+        other = self.train(impl, data_g2, cfg, seed=4).weights
+        assert all(np.array_equal(weights[k], again[k]) for k in weights)
+        assert not np.array_equal(weights["decoder_amp.final.kernel"], other["decoder_amp.final.kernel"])
+
+    def test_keras_is_the_default_init(self) -> None:
+        assert PinnConfig().init == "keras" and small_config().init == "keras"
+
+    def test_keras_init_varies_more_across_inputs(self, impl: Backend, data_g1: TrainData) -> None:
+        # the untrained network's object amplitude, variance across the 40 inputs (per pixel of the
+        # central window, then averaged) at N = 32, default widths (64, 128); measured ratio ~120
+        variance = {}
+        for init in ("keras", "torch"):
+            values = []
+            for seed in (0, 1):
+                cfg = PinnConfig(n=32, epochs=0, init=init)
+                result = self.train(impl, data_g1, cfg, seed=seed)
+                amp = np.abs(self.infer(impl, result, data_g1, cfg).object_patches)[..., 8:24, 8:24]
+                values.append(amp.var(axis=0).mean())
+            variance[init] = float(np.mean(values))
+        assert variance["keras"] > 20 * variance["torch"], variance
+
+    @pytest.mark.parametrize(("scale", "filters"), [(1, (32, 64)), (3, (96, 192))])
+    def test_width_scale(self, impl: Backend, data_g1: TrainData, scale: int,
+                         filters: tuple[int, ...]) -> None:
+        cfg = PinnConfig(n=32, epochs=0, n_filters_scale=scale)
+        assert cfg.filters == filters == default_filters(32, scale)
+        weights = self.train(impl, data_g1, cfg, seed=0).weights
+        assert weights["encoder.0.conv0.kernel"].shape == (3, 3, 1, filters[0])
+        assert weights["encoder.1.conv1.kernel"].shape == (3, 3, filters[1], filters[1])
+        assert weights["decoder_amp.final.kernel"].shape == (3, 3, filters[0], 1)
+
+    def test_reference_schedule_reduces_after_patience_epochs(self, impl: Backend,
+                                                               data_g1: TrainData) -> None:
+        # the saturated plateau of test_plateau_halves_lr_down_to_floor, with Keras' rule: the rate
+        # drops after `patience` epochs without improvement (torch's: after more than `patience`)
+        cfg = small_config(lr=1e3, min_lr=300.0, trainable_scale=False, plateau_patience=1,
+                           epochs=6, schedule="ptychopinn")
+        result = self.train(impl, data_g1, cfg, seed=0)
+        assert [r["lr"] for r in result.history] == [1000.0, 1000.0, 500.0, 300.0, 300.0, 300.0]
+        torch_rule = self.train(impl, data_g1, dataclasses.replace(cfg, schedule="torch"), seed=0)
+        assert [r["lr"] for r in torch_rule.history] == [1000.0, 1000.0, 1000.0, 500.0, 500.0, 300.0]
+
+    @pytest.mark.parametrize("schedule", ["torch", "ptychopinn"])
+    def test_fit_follows_the_shared_schedule(self, impl: Backend, data_g1: TrainData,
+                                             schedule: str) -> None:
+        # the rates and the stop of the fit are those the shared Schedule gives on its own losses
+        cfg = small_config(lr=1e-2, min_lr=1e-4, plateau_patience=0, early_stopping_patience=1,
+                           epochs=7, val_fraction=0.3, schedule=schedule)
+        history = self.train(impl, data_g1, cfg, seed=1).history
+        replay = Schedule.create(cfg.schedule, lr=cfg.lr, factor=cfg.plateau_factor,
+                                 patience=cfg.plateau_patience, min_lr=cfg.min_lr,
+                                 early_stopping_patience=cfg.early_stopping_patience, has_val=True)
+        assert history[0]["lr"] == cfg.lr
+        for i, row in enumerate(history):
+            lr, stop = replay.step(row["train_loss"], row["val_loss"])
+            if i + 1 < len(history):
+                assert not stop and history[i + 1]["lr"] == pytest.approx(lr, rel=1e-12), i
+            else:
+                assert stop or len(history) == cfg.epochs
 
     # ----------------------------------------------------------------------------- inference
     def test_inference_shapes_batches_and_validation_loss(

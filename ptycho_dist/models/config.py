@@ -25,9 +25,12 @@ from ptycho_dist.study.messages import describe_error, format_loc
 from ptycho_dist.study.spec import (
     PINN_BACKENDS,
     ActivationName,
+    InitName,
     LossName,
     Scenario,
     ScaleInitName,
+    ScheduleName,
+    default_filters,
     encoder_blocks,
 )
 
@@ -47,20 +50,14 @@ __all__ = [
 SPEC_FIELDS: dict[str, tuple[str, str]] = {
     "n": ("probe", "n"),
     "gridsize": ("grouping", "gridsize"),
-    **{name: ("model", name) for name in ("filters", "loss", "amp_activation", "object_big",
-                                          "trainable_scale", "log_scale_init")},
+    **{name: ("model", name) for name in ("filters", "n_filters_scale", "init", "loss",
+                                          "amp_activation", "object_big", "trainable_scale",
+                                          "log_scale_init")},
     **{name: ("training", name) for name in ("lr", "batch_size", "epochs", "plateau_factor",
                                              "plateau_patience", "min_lr",
-                                             "early_stopping_patience", "val_fraction")},
+                                             "early_stopping_patience", "schedule",
+                                             "val_fraction")},
 }
-
-
-def default_filters(n: int) -> tuple[int, ...]:
-    """Default encoder filters for patch size ``n``: ``64 * 2**i`` for each encoder block ``i``.
-
-    N = 32 -> (64, 128); N = 64 -> (64, 128, 256); N = 128 -> (64, 128, 256, 512).
-    """
-    return tuple(64 * 2**i for i in range(encoder_blocks(n)))
 
 
 def decoder_filters(filters: tuple[int, ...]) -> tuple[int, ...]:
@@ -103,7 +100,15 @@ class PinnConfig:
         Group side (``grouping.gridsize``); C = gridsize**2 channels per group.
     filters : tuple of int or None
         Encoder filters, one per encoder block (``log2(n) - 3`` entries). None means
-        :func:`default_filters` and is resolved to that tuple at construction.
+        ``default_filters(n, n_filters_scale)`` and is resolved to that tuple at construction.
+    n_filters_scale : int or None
+        Width scale (PtychoPINN's ``n_filters_scale``): filters ``n_filters_scale * 32 * 2**i``;
+        None means 2. Given with ``filters``, the two must agree (a spec rule).
+    init : {"keras", "torch"}
+        Initial convolution weights: glorot-uniform kernels and zero biases (Keras' defaults, the
+        reference's; default) or PyTorch's ``Conv2d`` default (kernels and biases
+        ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``). Both backends draw from the same distribution
+        with their own RNG, seeded.
     loss : {"poisson", "mae"}
         Poisson negative log-likelihood of the counts (default) or MAE on amplitudes.
     amp_activation : {"sigmoid", "softplus", "swish"}
@@ -125,9 +130,13 @@ class PinnConfig:
     lr, batch_size, epochs : float, int, int
         Adam learning rate, batch size, maximum number of epochs (0: the initialized model).
     plateau_factor, plateau_patience, min_lr : float, int, float
-        ReduceLROnPlateau on the validation loss (training loss without a validation set).
+        Reduce-on-plateau on the validation loss (training loss without a validation set).
     early_stopping_patience : int or None
         Epochs without improvement of the monitored loss before stopping; None disables it.
+    schedule : {"torch", "ptychopinn"}
+        The rules of both (:mod:`ptycho_dist.models.schedule`): PyTorch's ReduceLROnPlateau and
+        early stopping on the validation loss, or PtychoPINN's Keras callbacks (Keras' plateau
+        rule; early stopping on the training loss).
     val_fraction : float
         Share of groups held out for validation, in [0, 0.9].
     """
@@ -135,6 +144,8 @@ class PinnConfig:
     n: int = 64
     gridsize: int = 1
     filters: tuple[int, ...] | None = None
+    n_filters_scale: int | None = None
+    init: InitName = "keras"
     loss: LossName = "poisson"
     amp_activation: ActivationName = "sigmoid"
     object_big: bool = True
@@ -147,6 +158,7 @@ class PinnConfig:
     plateau_patience: int = 2
     min_lr: float = 1e-4
     early_stopping_patience: int | None = None
+    schedule: ScheduleName = "torch"
     val_fraction: float = 0.1
 
     def __post_init__(self) -> None:
@@ -154,7 +166,7 @@ class PinnConfig:
             object.__setattr__(self, "filters", tuple(self.filters))
         check_spec(self.spec_dict())
         if self.filters is None:
-            object.__setattr__(self, "filters", default_filters(self.n))
+            object.__setattr__(self, "filters", default_filters(self.n, self.n_filters_scale))
 
     @classmethod
     def from_scenario(cls, s: Scenario) -> PinnConfig:
@@ -190,7 +202,8 @@ class PinnConfig:
     @property
     def resolved_filters(self) -> tuple[int, ...]:
         """The encoder filters as a tuple (``filters`` is always resolved after construction)."""
-        return self.filters if self.filters is not None else default_filters(self.n)
+        return self.filters if self.filters is not None else default_filters(self.n,
+                                                                             self.n_filters_scale)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists); inverse of :meth:`from_dict`."""

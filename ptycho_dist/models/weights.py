@@ -11,7 +11,7 @@ import numpy as np
 from ptycho_dist.errors import ModelError
 from ptycho_dist.models.config import PinnConfig, decoder_filters
 
-__all__ = ["weight_layout", "check_weights"]
+__all__ = ["weight_layout", "check_weights", "init_limits"]
 
 
 def weight_layout(config: PinnConfig) -> dict[str, tuple[int, ...]]:
@@ -68,3 +68,27 @@ def check_weights(weights: dict[str, np.ndarray], config: PinnConfig) -> None:
         got = tuple(np.shape(weights[name]))
         if got != shape:
             raise ModelError(f"weight {name!r}: expected shape {shape}, got {got}")
+
+
+def init_limits(kernel_shape: tuple[int, ...], init: str) -> tuple[float, float]:
+    """Half-widths ``(kernel, bias)`` of the uniform initial distributions of one convolution.
+
+    ``kernel_shape`` is HWIO ``(kh, kw, c_in, c_out)``; ``fan_in = kh * kw * c_in`` and
+    ``fan_out = kh * kw * c_out`` (as Keras and ``torch.nn.init`` compute them for a conv).
+
+    * ``"keras"`` (glorot-uniform, zero bias): ``(sqrt(6 / (fan_in + fan_out)), 0)``;
+    * ``"torch"`` (``nn.Conv2d``'s default): ``(1 / sqrt(fan_in), 1 / sqrt(fan_in))``.
+
+    Raises
+    ------
+    ModelError
+        For another ``init``.
+    """
+    kh, kw, cin, cout = kernel_shape
+    fan_in, fan_out = kh * kw * cin, kh * kw * cout
+    if init == "keras":
+        return float(np.sqrt(6.0 / (fan_in + fan_out))), 0.0
+    if init == "torch":
+        bound = float(1.0 / np.sqrt(fan_in))
+        return bound, bound
+    raise ModelError(f"init must be one of ['keras', 'torch'], got {init!r}")

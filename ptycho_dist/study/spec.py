@@ -23,7 +23,11 @@ __all__ = [
     "LossName",
     "ActivationName",
     "ScaleInitName",
+    "InitName",
+    "ScheduleName",
+    "DEFAULT_FILTERS_SCALE",
     "encoder_blocks",
+    "default_filters",
     "validation_groups",
     "rule_error",
     "SpecModel",
@@ -46,6 +50,11 @@ __all__ = [
 LossName = Literal["poisson", "mae"]
 ActivationName = Literal["sigmoid", "softplus", "swish"]
 ScaleInitName = Literal["dose", "nphotons"]
+#: initial weights of the PINN's convolutions (model.init) and the schedule rules (training.schedule)
+InitName = Literal["keras", "torch"]
+ScheduleName = Literal["torch", "ptychopinn"]
+#: model.n_filters_scale when neither it nor model.filters is given (PtychoPINN's default)
+DEFAULT_FILTERS_SCALE = 2
 #: backends that train a PINN; the rules of ``model``/``training`` that need one apply to them only
 PINN_BACKENDS: tuple[str, ...] = ("torch", "tf")
 #: patch sizes N the PINN supports: log2(N) - 3 encoder blocks end at an 8 x 8 bottleneck
@@ -58,6 +67,17 @@ def encoder_blocks(n: int) -> int:
     N = 32 -> 2 blocks, N = 64 -> 3, N = 128 -> 4; ``model.filters`` has one entry per block.
     """
     return int(round(math.log2(n))) - 3
+
+
+def default_filters(n: int, n_filters_scale: int | None = None) -> tuple[int, ...]:
+    """Encoder filters for patch size ``n``: ``n_filters_scale * 32 * 2**i`` for each block ``i``.
+
+    ``n_filters_scale`` None means :data:`DEFAULT_FILTERS_SCALE` (2): N = 32 -> (64, 128);
+    N = 64 -> (64, 128, 256), PtychoPINN's ``n_filters_scale * (32, 64, 128)`` at its default 2;
+    N = 128 -> (64, 128, 256, 512).
+    """
+    scale = DEFAULT_FILTERS_SCALE if n_filters_scale is None else n_filters_scale
+    return tuple(scale * 32 * 2**i for i in range(encoder_blocks(n)))
 
 
 def validation_groups(n_groups: int, val_fraction: float) -> int:
@@ -307,7 +327,17 @@ class ModelSpec(SpecModel):
     filters: tuple[int, ...] | None = Field(default=None, min_length=1,
                                             json_schema_extra=_positive_items_schema)
     """Encoder filters, one positive integer per encoder block (log2(probe.n) - 3 blocks: 2 at
-    N = 32, 3 at N = 64, 4 at N = 128); None uses the default 64 * 2**i, i.e. (64, 128, 256) at N = 64."""
+    N = 32, 3 at N = 64, 4 at N = 128); None uses n_filters_scale * 32 * 2**i, i.e. (64, 128, 256)
+    at N = 64 with the default scale 2. Given together with n_filters_scale, the two must agree."""
+    n_filters_scale: int | None = Field(default=None, ge=1)
+    """Width scale of the network, PtychoPINN's n_filters_scale: encoder filters
+    n_filters_scale * 32 * 2**i (at N = 64: n_filters_scale * (32, 64, 128), exactly the reference's
+    encoder; decoder (64, 32) * n_filters_scale). None means 2 (the reference's default) unless
+    model.filters is given; 1 is the half-width network."""
+    init: InitName = "keras"
+    """Initial convolution weights: "keras" (default; PtychoPINN's Keras defaults: glorot-uniform
+    kernels U(-l, l), l = sqrt(6 / (fan_in + fan_out)), fan = 9 * channels, zero biases) or
+    "torch" (PyTorch's Conv2d default: kernels and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
     loss: LossName = "poisson"
     """Poisson negative log-likelihood of counts (default) or MAE on amplitudes."""
     trainable_scale: bool = True
@@ -348,8 +378,17 @@ class TrainingSpec(SpecModel):
     min_lr: float = Field(default=1e-4, ge=0)
     """Reduce-on-plateau floor (at most ``lr`` for a torch/tf arm)."""
     early_stopping_patience: int | None = Field(default=None, ge=0)
-    """Stop when the validation loss (the training loss without a validation split) has not
-    improved for this many epochs (0: at the first epoch without improvement); None disables."""
+    """Stop when the monitored loss has not improved for this many epochs (0: at the first epoch
+    without improvement); None disables. Monitored: the validation loss (the training loss without
+    a validation split) with schedule "torch", the training loss with schedule "ptychopinn"."""
+    schedule: ScheduleName = "torch"
+    """Rules of the reduce-on-plateau and early stopping (docs/weight_layout.md, section 5):
+    "torch" (PyTorch's ReduceLROnPlateau: relative threshold 1e-4, reduce after more than
+    plateau_patience epochs without improvement; early stopping on the validation loss) or
+    "ptychopinn" (the reference's Keras callbacks: absolute threshold 1e-4, reduce after
+    plateau_patience epochs without improvement, on the validation loss; early stopping on the
+    training loss). The reference's values: lr 1e-3, plateau_factor 0.5, plateau_patience 2,
+    min_lr 1e-4, early_stopping_patience 3, val_fraction 0.05."""
     val_fraction: float = Field(default=0.1, ge=0, le=0.9)
     """Share of groups held out for validation (round(val_fraction * groups), at least one when
     > 0); the training split must keep at least one group."""
@@ -512,6 +551,12 @@ def _check_pinn(s: Scenario) -> None:
         raise rule_error("Scenario", ("model", "filters"),
                          f"must have {encoder_blocks(n)} entries for probe.n = {n} (one per encoder "
                          "block, log2(N) - 3)", list(filters))
+    scale = s.model.n_filters_scale
+    if filters is not None and scale is not None and tuple(filters) != default_filters(n, scale):
+        raise rule_error("Scenario", ("model", "n_filters_scale"),
+                         f"contradicts model.filters = {list(filters)}: n_filters_scale = {scale} "
+                         f"means filters {list(default_filters(n, scale))} at probe.n = {n} (give "
+                         "one of the two, or values that agree)", scale)
     if t.min_lr > t.lr:
         raise rule_error("Scenario", ("training", "min_lr"),
                          f"must be at most training.lr = {t.lr:g} (the reduce-on-plateau floor)", t.min_lr)

@@ -25,6 +25,23 @@ def test_default_filters_scale_with_n(n: int, filters: tuple[int, ...], dec: tup
     assert decoder_filters(filters) == dec
 
 
+def test_width_scale_is_the_reference_n_filters_scale() -> None:
+    # PtychoPINN at N = 64: encoder n_filters_scale * (32, 64, 128), decoder n_filters_scale * (64, 32)
+    for scale in (1, 2, 3):
+        cfg = PinnConfig(n=64, n_filters_scale=scale)
+        assert cfg.filters == tuple(scale * f for f in (32, 64, 128))
+        assert decoder_filters(cfg.resolved_filters) == tuple(scale * f for f in (64, 32))
+    assert PinnConfig(n=64).filters == PinnConfig(n=64, n_filters_scale=2).filters == (64, 128, 256)
+    assert PinnConfig(n=32, n_filters_scale=1).filters == default_filters(32, 1) == (32, 64)
+    # explicit filters win when no scale is given; a scale that agrees is accepted
+    assert PinnConfig(n=32, filters=(8, 16)).filters == (8, 16)
+    assert PinnConfig(n=32, filters=(32, 64), n_filters_scale=1).filters == (32, 64)
+    with pytest.raises(SpecError, match=r"model config: model.n_filters_scale: contradicts "
+                                        r"model.filters = \[8, 16\]: n_filters_scale = 1 means "
+                                        r"filters \[32, 64\] at probe.n = 32"):
+        PinnConfig(n=32, filters=(8, 16), n_filters_scale=1)
+
+
 def test_defaults_are_the_spec_defaults() -> None:
     s = Scenario(model=ModelSpec(backend="torch"))
     assert PinnConfig.from_scenario(s) == PinnConfig()
@@ -39,7 +56,9 @@ n = 32
 gridsize = 2
 [base.model]
 backend = "tf"
-filters = [4, 8]
+filters = [32, 64]
+n_filters_scale = 1
+init = "torch"
 loss = "mae"
 amp_activation = "swish"
 object_big = false
@@ -53,14 +72,16 @@ plateau_factor = 0.25
 plateau_patience = 5
 min_lr = 0.001
 early_stopping_patience = 4
+schedule = "ptychopinn"
 val_fraction = 0.3
 """
     cfg = PinnConfig.from_scenario(parse_study(text, source="x.toml").scenarios[0])
-    assert cfg == PinnConfig(n=32, gridsize=2, filters=(4, 8), loss="mae", amp_activation="swish",
+    assert cfg == PinnConfig(n=32, gridsize=2, filters=(32, 64), n_filters_scale=1, init="torch",
+                             loss="mae", amp_activation="swish",
                              object_big=False, trainable_scale=False, log_scale_init="nphotons",
                              lr=0.02, batch_size=7, epochs=3, plateau_factor=0.25,
                              plateau_patience=5, min_lr=0.001, early_stopping_patience=4,
-                             val_fraction=0.3)
+                             schedule="ptychopinn", val_fraction=0.3)
     assert cfg.channels == 4
 
 
@@ -74,11 +95,14 @@ def test_from_scenario_refuses_the_oracle_arm() -> None:
 @given(n=st.sampled_from([32, 64, 128]), gridsize=st.integers(1, 3),
        loss=st.sampled_from(["poisson", "mae"]), lr=st.floats(1e-4, 1.0),
        esp=st.none() | st.integers(0, 10), val=st.floats(0.0, 0.9),
-       init=st.sampled_from(["nphotons", "dose"]))
+       init=st.sampled_from(["nphotons", "dose"]), weights=st.sampled_from(["keras", "torch"]),
+       scale=st.none() | st.integers(1, 4), schedule=st.sampled_from(["torch", "ptychopinn"]))
 def test_config_dict_round_trip(n: int, gridsize: int, loss: str, lr: float, esp: int | None,
-                                val: float, init: str) -> None:
+                                val: float, init: str, weights: str, scale: int | None,
+                                schedule: str) -> None:
     cfg = PinnConfig(n=n, gridsize=gridsize, loss=loss, lr=lr, early_stopping_patience=esp,  # type: ignore[arg-type]
-                     val_fraction=val, log_scale_init=init, min_lr=min(1e-4, lr))  # type: ignore[arg-type]
+                     val_fraction=val, log_scale_init=init, min_lr=min(1e-4, lr),  # type: ignore[arg-type]
+                     init=weights, n_filters_scale=scale, schedule=schedule)  # type: ignore[arg-type]
     d = cfg.to_dict()
     assert isinstance(d["filters"], list)
     assert PinnConfig.from_dict(d) == cfg

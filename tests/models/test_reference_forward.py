@@ -23,7 +23,7 @@ def test_torch_matches_numpy_reference(rng: np.random.Generator, gridsize: int,
     probe = (np.hypot(xx, yy) < 9) * np.exp(0.01j * (xx**2 + yy**2))
     torch.manual_seed(7)
     net = PinnNet(cfg, probe.astype(np.complex64), log_scale=0.4)
-    with torch.no_grad():  # non-trivial biases (default init is small but non-zero)
+    with torch.no_grad():  # non-trivial biases (the default "keras" init has zero biases)
         for p in net.parameters():
             if p.ndim == 1:
                 p.add_(0.05)

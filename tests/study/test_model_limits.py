@@ -53,6 +53,20 @@ CASES: list[tuple[dict[str, Any], bool, bool]] = [
     ({"probe.n": 128, "model.filters": [1, 1, 1]}, F, T),
     ({"model.filters": [1, 0, 1]}, F, F),
     ({"model.filters": []}, F, F),
+    # width scale (PtychoPINN's n_filters_scale): filters n_filters_scale * 32 * 2**i; with
+    # explicit filters the two must agree
+    ({"model.n_filters_scale": 0}, F, F),
+    ({"model.n_filters_scale": 1}, T, T),
+    ({"model.n_filters_scale": 1.5}, F, F),
+    ({"probe.n": 128, "model.n_filters_scale": 3}, T, T),
+    ({"model.n_filters_scale": 1, "model.filters": [32, 64, 128]}, T, T),
+    ({"model.n_filters_scale": 1, "model.filters": [64, 128, 256]}, F, T),
+    ({"probe.n": 32, "model.n_filters_scale": 2, "model.filters": [64, 128]}, T, T),
+    ({"probe.n": 32, "model.n_filters_scale": 2, "model.filters": [64, 128, 256]}, F, T),
+    # initial weights
+    ({"model.init": "torch"}, T, T),
+    ({"model.init": "keras"}, T, T),
+    ({"model.init": "xavier"}, F, F),
     ({"model.loss": "mae"}, T, T),
     ({"model.loss": "mse"}, F, F),
     ({"model.amp_activation": "swish"}, T, T),
@@ -80,6 +94,10 @@ CASES: list[tuple[dict[str, Any], bool, bool]] = [
     ({"training.plateau_patience": 0}, T, T),
     ({"training.early_stopping_patience": -1}, F, F),
     ({"training.early_stopping_patience": 0}, T, T),
+    ({"training.schedule": "ptychopinn"}, T, T),
+    ({"training.schedule": "keras"}, F, F),
+    ({"training.schedule": "ptychopinn", "training.early_stopping_patience": 3,
+      "training.val_fraction": 0.05, "model.loss": "mae", "model.n_filters_scale": 2}, T, T),
     # the split: n_val = round(val_fraction * B), at least 1; the training split keeps a group
     ({"training.val_fraction": -0.01}, F, F),
     ({"training.val_fraction": 0.0}, T, T),
@@ -229,6 +247,9 @@ def test_validate_and_train_stage_agree(values: dict[str, Any], pinn_ok: bool, o
     ({"probe.n": 32, "model.filters": [8, 16, 32]},
      "base.model.filters: must have 2 entries for probe.n = 32 (one per encoder block, "
      "log2(N) - 3), got [8, 16, 32]"),
+    ({"model.n_filters_scale": 1, "model.filters": [64, 128, 256]},
+     "base.model.n_filters_scale: contradicts model.filters = [64, 128, 256]: n_filters_scale = 1 "
+     "means filters [32, 64, 128] at probe.n = 64 (give one of the two, or values that agree), got 1"),
     ({"grouping.gridsize": 3, "grouping.k_neighbors": 7},
      "base.grouping.k_neighbors: must be at least gridsize**2 - 1 = 8 for gridsize 3 (each group "
      "draws 8 neighbours of its seed position), got 7"),

@@ -140,7 +140,7 @@ def test_export_import_round_trip(rng: np.random.Generator) -> None:
 
 
 def test_initializers_seeded_with_torch_distribution() -> None:
-    cfg = _config(2, filters=(16, 32))
+    cfg = _config(2, filters=(16, 32), init="torch")   # the default is "keras" (next test)
     a = export_weights(PinnModel(cfg, _probe(), log_scale=0.0, seed=3))
     b = export_weights(PinnModel(cfg, _probe(), log_scale=0.0, seed=3))
     c = export_weights(PinnModel(cfg, _probe(), log_scale=0.0, seed=4))
@@ -153,6 +153,20 @@ def test_initializers_seeded_with_torch_distribution() -> None:
     assert kernel.std() == pytest.approx(bound / math.sqrt(3), rel=0.03)   # U(-b, b)
     bias = a["encoder.1.conv1.bias"]
     assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0
+
+
+def test_keras_initializers_are_glorot_uniform_and_zero_bias() -> None:
+    cfg = _config(2, filters=(16, 32))
+    assert cfg.init == "keras"
+    a = export_weights(PinnModel(cfg, _probe(), log_scale=0.0, seed=3))
+    b = export_weights(PinnModel(cfg, _probe(), log_scale=0.0, seed=3))
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    kernel = a["encoder.1.conv1.kernel"]                             # fan_in = fan_out = 9 * 32
+    limit = math.sqrt(6 / (9 * 32 + 9 * 32))
+    assert limit * 0.95 <= np.abs(kernel).max() <= limit
+    assert kernel.std() == pytest.approx(limit / math.sqrt(3), rel=0.03)
+    assert all(np.all(v == 0) for k, v in a.items() if k.endswith(".bias"))
 
 
 @pytest.mark.parametrize("trainable", [True, False])

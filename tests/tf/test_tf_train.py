@@ -1,24 +1,25 @@
-"""What only the TF backend has: its own reduce-on-plateau and early-stopping rules (Lightning's in
-torch), the device names, the single-device trainer and the Keras progress bar. The behaviour both
-backends share is in tests/backend_contract.py (run here by test_tf_contract.py)."""
+"""What only the TF backend has: the device names, the single-device trainer and the Keras progress
+bar; and, in this TF process, the "ptychopinn" rules of the shared schedule
+(ptycho_dist/models/schedule.py, run by both backends) against Keras' own ``ReduceLROnPlateau`` and
+``EarlyStopping``, the callbacks of the reference's training. The behaviour both backends share is
+in tests/backend_contract.py (run here by test_tf_contract.py); the schedule's "torch" rules are
+checked against PyTorch and Lightning in tests/models/test_schedule.py."""
 
 from __future__ import annotations
 
-import math
+import types
 from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
 from ptycho_dist.errors import ModelError  # noqa: E402
 from ptycho_dist.models import PinnConfig, TrainData  # noqa: E402
-from ptycho_dist.models.tf.train import (  # noqa: E402
-    EarlyStop,
-    PlateauSchedule,
-    resolve_device,
-    train_pinn,
-)
+from ptycho_dist.models.schedule import EarlyStop, Plateau  # noqa: E402
+from ptycho_dist.models.tf.train import resolve_device, train_pinn  # noqa: E402
 
 pytestmark = pytest.mark.tf
 
@@ -36,17 +37,49 @@ def test_single_process_trainer_uses_one_device(data_g1: TrainData,
         train_pinn(data_g1, make_config(), seed=0, accelerator="cpu", devices=2)
 
 
-def test_plateau_schedule_matches_torch_rule() -> None:
-    sched = PlateauSchedule(lr=1.0, factor=0.5, patience=1, min_lr=0.2)
-    # 10 best; 9.9995 is within the 1e-4 relative threshold: not an improvement
-    lrs = [sched.step(v) for v in (10.0, 9.9995, 9.9995, 5.0, 5.0, 5.0, 5.0, 5.0, math.nan, 5.0)]
-    assert lrs == [1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.2, 0.2, 0.2]
+def _losses(rng: np.random.Generator, length: int = 40) -> list[float]:
+    """Falling, stalling (exact repeats), creeping (< 1e-4) and rising losses, multiples of 2**-10
+    or creeps of 3e-5, so that no comparison of Keras' float32 ops sits at a rounding edge."""
+    values, v = [], float(rng.integers(2000, 4000)) / 1024
+    for _ in range(length):
+        move = rng.choice(["fall", "stall", "creep", "rise"], p=[0.35, 0.3, 0.15, 0.2])
+        v += {"fall": -float(rng.integers(1, 64)) / 1024, "stall": 0.0, "creep": -3e-5,
+              "rise": float(rng.integers(1, 64)) / 1024}[str(move)]
+        values.append(max(v, 1 / 1024))
+    return values
 
 
-def test_early_stop_rule() -> None:
-    stop = EarlyStop(patience=2)
-    assert [stop.step(v) for v in (3.0, 2.0, 2.0, 1.0, 1.0, math.nan)] == [
-        False, False, False, False, False, True]
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize(("factor", "patience", "min_lr"), [(0.5, 2, 1e-4), (0.1, 0, 0.0),
+                                                            (0.7, 3, 2e-4), (0.5, 1, 1e-3)])
+def test_keras_rule_equals_keras_reduce_on_plateau(seed: int, factor: float, patience: int,
+                                                   min_lr: float) -> None:
+    # the reference: ReduceLROnPlateau(monitor="val_loss", factor, patience, min_lr), Keras defaults
+    optimizer = types.SimpleNamespace(learning_rate=1e-3)
+    ref = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=factor, patience=patience,
+                                            min_lr=min_lr, mode="min")
+    ref.set_model(types.SimpleNamespace(optimizer=optimizer))
+    ref.on_train_begin()
+    mine = Plateau(1e-3, factor, patience, min_lr, rule="keras")
+    for epoch, v in enumerate(_losses(np.random.default_rng(seed))):
+        ref.on_epoch_end(epoch, {"val_loss": v})
+        assert mine.step(v) == pytest.approx(float(optimizer.learning_rate), rel=1e-12), epoch
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("patience", [0, 1, 3])
+def test_early_stop_equals_keras_early_stopping(seed: int, patience: int) -> None:
+    # the reference: EarlyStopping(monitor="loss", patience=3), min_delta 0
+    model = types.SimpleNamespace(stop_training=False)
+    ref = keras.callbacks.EarlyStopping(monitor="loss", patience=patience, mode="min")
+    ref.set_model(model)
+    ref.on_train_begin()
+    mine = EarlyStop(patience)
+    for epoch, v in enumerate(_losses(np.random.default_rng(100 + seed))):
+        ref.on_epoch_end(epoch, {"loss": v})
+        assert mine.step(v) is model.stop_training, epoch
+        if model.stop_training:
+            break
 
 
 @pytest.mark.parametrize(("device", "expected"), [

@@ -29,6 +29,7 @@ from ptycho_dist.models import (  # noqa: E402
     prepare_arrays,
 )
 from ptycho_dist.models.tf.net import PinnModel, import_weights  # noqa: E402
+from ptycho_dist.models.tf.net import export_weights as tf_export  # noqa: E402
 from ptycho_dist.models.tf.train import infer_pinn, make_fit  # noqa: E402
 
 pytestmark = pytest.mark.tf
@@ -101,7 +102,7 @@ def _check_steps(steps: dict[str, np.ndarray], reply: dict[str, np.ndarray]) -> 
     assert float(model.log_scale.numpy()) != float(steps["steps_g2/log_scale"])
 
 
-@pytest.mark.slow  # ~15 s: starts a torch process (imports, a 1-epoch fit, 4 inferences, 3 steps)
+@pytest.mark.slow  # ~15 s: starts a torch process (imports, two fits, 6 inferences, 3 steps)
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
 def test_bundles_transplant_both_ways(tmp_path: Path, trained_g1: TrainResult, config_g1: PinnConfig,
                                       data_g1: TrainData, data_g2: TrainData,
@@ -122,9 +123,24 @@ def test_bundles_transplant_both_ways(tmp_path: Path, trained_g1: TrainResult, c
         request.update(_infer_case(name, data, cfg, w, norm, log_scale))
     request.update(_data_fields("torch_trained_g2", data_g2, cfg2))
     request.update({"torch_trained_g2/mode": np.array("train"), "torch_trained_g2/seed": np.int64(3)})
+    # the untrained network of the other init and a width scale: torch-drawn weights, run by TF
+    cfg_scale = PinnConfig(n=32, gridsize=2, n_filters_scale=1, init="torch", epochs=0,
+                           log_scale_init="dose")
+    request.update(_data_fields("torch_init_scale1", data_g2, cfg_scale))
+    request.update({"torch_init_scale1/mode": np.array("train"), "torch_init_scale1/seed": np.int64(4)})
+    # and a TF-drawn Keras-init network at width scale 1, run by torch
+    cfg_keras = PinnConfig(n=32, gridsize=2, n_filters_scale=1, init="keras", log_scale_init="dose")
+    bundles["tf_keras_init_scale1"] = (
+        data_g2, cfg_keras, tf_export(PinnModel(cfg_keras, data_g2.probe, log_scale=0.0, seed=5)),
+        normalization_factor(np.sqrt(data_g2.counts) / data_g2.scale), math.log(data_g2.scale))
+    assert cfg_keras.filters == (32, 64)
+    assert np.all(bundles["tf_keras_init_scale1"][2]["encoder.0.conv0.bias"] == 0)
+    for name, (data, cfg, w, norm, log_scale) in list(bundles.items())[-1:]:
+        request.update(_infer_case(name, data, cfg, w, norm, log_scale))
     steps = _steps_case(data_g2, cfg2, ref.random_weights(cfg2, rng))
     request.update(steps)
-    request["cases"] = np.array(json.dumps([*bundles, "torch_trained_g2", "steps_g2"]))
+    request["cases"] = np.array(json.dumps([*bundles, "torch_trained_g2", "torch_init_scale1",
+                                            "steps_g2"]))
     reply = _run_torch(tmp_path, request)
     _check_steps(steps, reply)
 
@@ -132,6 +148,13 @@ def test_bundles_transplant_both_ways(tmp_path: Path, trained_g1: TrainResult, c
                if k.startswith("torch_trained_g2/w/")}
     bundles["torch_trained_g2"] = (data_g2, cfg2, torch_w, float(reply["torch_trained_g2/norm_factor"]),
                                    float(reply["torch_trained_g2/log_scale"]))
+    init_w = {k.removeprefix("torch_init_scale1/w/"): v for k, v in reply.items()
+              if k.startswith("torch_init_scale1/w/")}
+    assert init_w["encoder.0.conv0.kernel"].shape == (3, 3, 4, 32)
+    assert np.abs(init_w["encoder.0.conv0.bias"]).max() > 0            # torch's init: biases drawn
+    bundles["torch_init_scale1"] = (data_g2, cfg_scale, init_w,
+                                    float(reply["torch_init_scale1/norm_factor"]),
+                                    float(reply["torch_init_scale1/log_scale"]))
     for name, (data, cfg, w, norm, log_scale) in bundles.items():
         mine = _tf_infer(data, cfg, w, norm, log_scale)
         theirs_obj, theirs_amp = reply[f"{name}/object_patches"], reply[f"{name}/pred_amplitude"]

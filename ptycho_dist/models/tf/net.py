@@ -6,12 +6,14 @@ amplitudes ``(B, C, N, N)``. The convolution stack runs channels-last ``(B, H, W
 (Keras' native layout, in which ``Conv2D.kernel`` is already the canonical HWIO array); the
 object-side layers (padding, overlap constraint, physics) run channels-first.
 
-Initializers (PyTorch's ``Conv2d`` default distribution, drawn with TensorFlow's RNG, so the
-same *distribution* as the torch backend but not the same numbers): kernel
-``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` = ``VarianceScaling(scale=1/3, mode="fan_in",
-distribution="uniform")``, bias ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, ``fan_in = 9 * c_in``.
-Every initializer gets its own integer seed drawn from ``np.random.default_rng(seed)``, so the
-initial weights depend on ``seed`` only (not on global RNG state or construction order).
+Initializers (``config.init``, drawn with TensorFlow's RNG: the same *distributions* as the torch
+backend, not the same numbers): ``"keras"`` (default) ``GlorotUniform`` kernels (fan_in = 9 * c_in,
+fan_out = 9 * c_out) and ``Zeros`` biases, Keras' own defaults and PtychoPINN's; ``"torch"``
+PyTorch's ``Conv2d`` default, kernel ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` =
+``VarianceScaling(scale=1/3, mode="fan_in", distribution="uniform")`` and bias
+``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``. Every convolution draws two integer seeds from
+``np.random.default_rng(seed)`` (whichever init), so the initial weights depend on ``seed`` only
+(not on global RNG state or construction order).
 """
 
 from __future__ import annotations
@@ -35,15 +37,24 @@ from ptycho_dist.models.tf.layers import (
 __all__ = ["PinnModel", "export_weights", "import_weights", "canonical_convs", "amp_activation"]
 
 
-def _conv(cin: int, cout: int, gen: np.random.Generator, name: str) -> keras.layers.Conv2D:
-    """A built 3 x 3 'same' Conv2D (stride 1, with bias) with torch's default init distribution."""
+def _initializers(init: str, cin: int, seeds: list[int]
+                  ) -> tuple[keras.initializers.Initializer, keras.initializers.Initializer]:
+    """Kernel and bias initializers of one convolution with ``cin`` input channels."""
+    if choose("init", init, {"keras": True, "torch": False}):
+        return keras.initializers.GlorotUniform(seed=seeds[0]), keras.initializers.Zeros()
     bound = 1.0 / math.sqrt(9 * cin)
+    return (keras.initializers.VarianceScaling(scale=1.0 / 3.0, mode="fan_in",
+                                               distribution="uniform", seed=seeds[0]),
+            keras.initializers.RandomUniform(-bound, bound, seed=seeds[1]))
+
+
+def _conv(cin: int, cout: int, gen: np.random.Generator, name: str,
+          init: str = "keras") -> keras.layers.Conv2D:
+    """A built 3 x 3 'same' Conv2D (stride 1, with bias) with the initializers of ``init``."""
     seeds = [int(s) for s in gen.integers(0, 2**31 - 1, size=2)]
-    conv = keras.layers.Conv2D(
-        cout, 3, padding="same", name=name,
-        kernel_initializer=keras.initializers.VarianceScaling(
-            scale=1.0 / 3.0, mode="fan_in", distribution="uniform", seed=seeds[0]),
-        bias_initializer=keras.initializers.RandomUniform(-bound, bound, seed=seeds[1]))
+    kernel_init, bias_init = _initializers(init, cin, seeds)
+    conv = keras.layers.Conv2D(cout, 3, padding="same", name=name, kernel_initializer=kernel_init,
+                               bias_initializer=bias_init)
     conv.build((None, None, None, cin))
     return conv
 
@@ -51,10 +62,11 @@ def _conv(cin: int, cout: int, gen: np.random.Generator, name: str) -> keras.lay
 class ConvBlock(keras.layers.Layer):
     """Two 3 x 3 'same' convolutions (zero padding 1, with bias), each followed by ReLU."""
 
-    def __init__(self, cin: int, cout: int, gen: np.random.Generator, name: str) -> None:
+    def __init__(self, cin: int, cout: int, gen: np.random.Generator, name: str,
+                 init: str = "keras") -> None:
         super().__init__(name=name)
-        self.conv0 = _conv(cin, cout, gen, "conv0")
-        self.conv1 = _conv(cout, cout, gen, "conv1")
+        self.conv0 = _conv(cin, cout, gen, "conv0", init)
+        self.conv1 = _conv(cout, cout, gen, "conv1", init)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
         return tf.nn.relu(self.conv1(tf.nn.relu(self.conv0(x))))
@@ -64,14 +76,14 @@ class Decoder(keras.layers.Layer):
     """Blocks (ConvBlock then 2x nearest upsampling), then a final 3 x 3 conv to C channels."""
 
     def __init__(self, filters: tuple[int, ...], channels: int, gen: np.random.Generator,
-                 name: str) -> None:
+                 name: str, init: str = "keras") -> None:
         super().__init__(name=name)
         blocks, cin = [], filters[-1]
         for j, cout in enumerate(decoder_filters(filters)):
-            blocks.append(ConvBlock(cin, cout, gen, name=str(j)))
+            blocks.append(ConvBlock(cin, cout, gen, name=str(j), init=init))
             cin = cout
         self.blocks = blocks
-        self.final = _conv(cin, channels, gen, "final")
+        self.final = _conv(cin, channels, gen, "final", init)
 
     def call(self, z: tf.Tensor) -> tf.Tensor:
         for block in self.blocks:
@@ -115,10 +127,11 @@ class PinnModel(keras.Model):
         self.amp_fn = amp_activation(config.amp_activation)
         c, f = config.channels, config.resolved_filters
         gen = np.random.default_rng(seed)
-        self.encoder = [ConvBlock(cin, cout, gen, name=f"encoder_{i}")
+        init = config.init
+        self.encoder = [ConvBlock(cin, cout, gen, name=f"encoder_{i}", init=init)
                         for i, (cin, cout) in enumerate(zip((c, *f[:-1]), f, strict=True))]
-        self.decoder_amp = Decoder(f, c, gen, name="decoder_amp")
-        self.decoder_phase = Decoder(f, c, gen, name="decoder_phase")
+        self.decoder_amp = Decoder(f, c, gen, name="decoder_amp", init=init)
+        self.decoder_phase = Decoder(f, c, gen, name="decoder_phase", init=init)
         self.log_scale = self.add_weight(
             shape=(), dtype="float32", name="log_scale", trainable=config.trainable_scale,
             initializer=keras.initializers.Constant(float(log_scale)))

@@ -11,10 +11,9 @@ custom loop (``tf.function`` + ``GradientTape``) instead of Lightning:
   training split every epoch (``np.random.default_rng(seed)``);
 * the epoch loss is the pattern-weighted mean over batches; the validation loss is computed after
   every training epoch, also in an epoch that diverged (as Lightning does);
-* :class:`PlateauSchedule` reproduces ``torch.optim.lr_scheduler.ReduceLROnPlateau`` (mode min,
-  relative threshold 1e-4, factor, patience, min_lr) and :class:`EarlyStop` Lightning's
-  ``EarlyStopping`` (min_delta 0, stop when ``wait >= patience``), both on the validation loss
-  (the training loss when there is no validation split);
+* the learning-rate schedule and early stopping are :class:`ptycho_dist.models.schedule.Schedule`,
+  the same code the torch backend runs (``config.schedule``: PyTorch's or PtychoPINN's Keras
+  rules), stepped after every epoch's validation pass;
 * the first step with a non-finite loss is skipped (no update), the epoch is finished there
   (validation still runs), ``diverged_epoch`` is set and training stops; a non-finite validation
   loss also stops training. Never an exception.
@@ -50,6 +49,7 @@ from ptycho_dist.models.data import (
     prepare_inference,
     starting_log_scale,
 )
+from ptycho_dist.models.schedule import Schedule
 from ptycho_dist.models.tf.losses import loss_function
 from ptycho_dist.models.tf.net import PinnModel, export_weights, import_weights
 
@@ -58,8 +58,6 @@ __all__ = [
     "infer_pinn",
     "resolve_accelerator",
     "resolve_device",
-    "PlateauSchedule",
-    "EarlyStop",
     "Fit",
     "make_fit",
 ]
@@ -128,59 +126,6 @@ def deterministic(enabled: bool) -> Iterator[None]:
         disable = getattr(tf_config, "disable_op_determinism", None)
         if enabled and not previous and disable is not None:
             disable()
-
-
-@dataclass
-class PlateauSchedule:
-    """``torch.optim.lr_scheduler.ReduceLROnPlateau`` (mode "min", threshold_mode "rel").
-
-    ``step(metric)`` returns the learning rate of the next epoch: a metric is an improvement when
-    ``metric < best * (1 - threshold)``; after more than ``patience`` epochs without one, the
-    rate becomes ``max(lr * factor, min_lr)`` (if that lowers it by more than ``eps``) and the
-    count restarts. NaN is never an improvement.
-    """
-
-    lr: float
-    factor: float
-    patience: int
-    min_lr: float
-    threshold: float = 1e-4
-    eps: float = 1e-8
-    best: float = math.inf
-    bad_epochs: int = 0
-
-    def step(self, metric: float) -> float:
-        if metric < self.best * (1 - self.threshold):
-            self.best, self.bad_epochs = metric, 0
-        else:
-            self.bad_epochs += 1
-        if self.bad_epochs > self.patience:
-            new_lr = max(self.lr * self.factor, self.min_lr)
-            if self.lr - new_lr > self.eps:
-                self.lr = new_lr
-            self.bad_epochs = 0
-        return self.lr
-
-
-@dataclass
-class EarlyStop:
-    """Lightning's ``EarlyStopping`` (mode "min", min_delta 0, no finiteness check).
-
-    ``step(metric)`` returns True when training should stop: ``wait`` restarts at 0 on a strict
-    improvement (``metric < best``, never stopping then); otherwise it grows by one and training
-    stops when ``wait >= patience``. NaN is never an improvement.
-    """
-
-    patience: int
-    best: float = math.inf
-    wait: int = 0
-
-    def step(self, metric: float) -> bool:
-        if metric < self.best:
-            self.best, self.wait = metric, 0
-            return False
-        self.wait += 1
-        return self.wait >= self.patience
 
 
 @dataclass
@@ -254,8 +199,8 @@ def _mean_loss(step: StepFn, arrays: PreparedArrays, idx: np.ndarray, batch_size
     return total / count if count else math.nan
 
 
-def _run_epoch(fit: Fit, arrays: PreparedArrays, epoch: int, order: np.ndarray) -> float:
-    """One training epoch and its validation; appends the history row; returns the monitored loss."""
+def _run_epoch(fit: Fit, arrays: PreparedArrays, epoch: int, order: np.ndarray) -> None:
+    """One training epoch and its validation; appends the history row."""
     cfg, t0 = fit.config, time.perf_counter()
     train_loss = _mean_loss(fit.train_step, arrays, order, cfg.batch_size, True)
     has_val = len(arrays.val_idx) > 0
@@ -270,27 +215,28 @@ def _run_epoch(fit: Fit, arrays: PreparedArrays, epoch: int, order: np.ndarray) 
         "intensity_scale": float(tf.exp(fit.model.log_scale)), "nonfinite": nonfinite,
         "seconds": time.perf_counter() - t0,
     })
-    return monitored
 
 
 def _fit(fit: Fit, arrays: PreparedArrays, *, seed: int, progress: bool) -> None:
     """The epoch loop: shuffle, train, validate, schedule the rate, stop early or on divergence."""
     cfg = fit.config
     gen = np.random.default_rng(seed)
-    plateau = PlateauSchedule(cfg.lr, cfg.plateau_factor, cfg.plateau_patience, cfg.min_lr)
-    early = None if cfg.early_stopping_patience is None else EarlyStop(cfg.early_stopping_patience)
+    schedule = Schedule.create(cfg.schedule, lr=cfg.lr, factor=cfg.plateau_factor,
+                               patience=cfg.plateau_patience, min_lr=cfg.min_lr,
+                               early_stopping_patience=cfg.early_stopping_patience,
+                               has_val=len(arrays.val_idx) > 0)
     bar = keras.utils.Progbar(cfg.epochs) if progress else None
     for epoch in range(cfg.epochs):
         order = arrays.train_idx[gen.permutation(len(arrays.train_idx))]
-        monitored = _run_epoch(fit, arrays, epoch, order)
+        _run_epoch(fit, arrays, epoch, order)
         if bar is not None:
             row = fit.history[-1]
             bar.update(epoch + 1, [("train_loss", row["train_loss"]), ("val_loss", row["val_loss"])])
         if fit.diverged_epoch is not None:
             break
-        fit.lr = plateau.step(monitored)
+        fit.lr, stop = schedule.step(fit.history[-1]["train_loss"], fit.history[-1]["val_loss"])
         fit.optimizer.learning_rate = fit.lr
-        if early is not None and early.step(monitored):
+        if stop:
             break
 
 

@@ -1,4 +1,6 @@
-"""LightningModule of the PINN: Adam, reduce-on-plateau, per-epoch history, divergence stop.
+"""LightningModule of the PINN: Adam, per-epoch history, divergence stop, and the learning-rate
+schedule and early stopping of :class:`ptycho_dist.models.schedule.Schedule` (the same code the TF
+backend runs), stepped at the end of every epoch after its validation pass.
 
 Divergence: the first step (or validation epoch) whose loss is not finite marks the current epoch
 as diverged, skips that optimizer step and asks the trainer to stop; training ends normally and the
@@ -15,10 +17,10 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.utilities.types import LRSchedulerConfigType, OptimizerLRSchedulerConfig
 from torch import Tensor
 
 from ptycho_dist.models.config import PinnConfig
+from ptycho_dist.models.schedule import Schedule
 from ptycho_dist.models.torch.losses import loss_function
 from ptycho_dist.models.torch.net import PinnNet
 
@@ -62,6 +64,10 @@ class PinnLightning(pl.LightningModule):
         self._val_loss = math.nan
         self._epoch_lr = config.lr
         self._t0 = 0.0
+        self.schedule = Schedule.create(
+            config.schedule, lr=config.lr, factor=config.plateau_factor,
+            patience=config.plateau_patience, min_lr=config.min_lr,
+            early_stopping_patience=config.early_stopping_patience, has_val=has_val)
 
     def forward(self, x: Tensor, relative: Tensor) -> tuple[Tensor, Tensor]:
         return self.net(x, relative)
@@ -123,6 +129,14 @@ class PinnLightning(pl.LightningModule):
             "nonfinite": bool(nonfinite),
             "seconds": time.perf_counter() - self._t0,
         })
+        if self.diverged_epoch is not None:
+            return
+        # every rank holds the same reduced losses, so every rank takes the same decisions
+        lr, stop = self.schedule.step(train_loss, self._val_loss)
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"] = lr
+        if stop:
+            self.trainer.should_stop = True
 
     def _reduced_mean(self, acc: list[float | int]) -> float:
         """Pattern-weighted mean loss over all ranks (NaN when no pattern was seen)."""
@@ -132,13 +146,7 @@ class PinnLightning(pl.LightningModule):
         s, n = (float(v) for v in total.cpu())
         return s / n if n > 0 else math.nan
 
-    def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
-        cfg = self.config
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam on the trainable parameters; the rate is set by :attr:`schedule` after each epoch."""
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=cfg.lr)
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode="min", factor=cfg.plateau_factor, patience=cfg.plateau_patience,
-            min_lr=cfg.min_lr)
-        schedule: LRSchedulerConfigType = {"scheduler": scheduler, "monitor": self.monitor,
-                                           "interval": "epoch", "frequency": 1}
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
+        return torch.optim.Adam(params, lr=self.config.lr)

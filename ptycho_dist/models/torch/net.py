@@ -25,7 +25,7 @@ from ptycho_dist.models.torch.layers import (
     upsample_nearest,
 )
 
-__all__ = ["PinnNet", "export_weights", "import_weights", "amp_activation"]
+__all__ = ["PinnNet", "export_weights", "import_weights", "amp_activation", "initialize"]
 
 
 class ConvBlock(nn.Module):
@@ -95,6 +95,7 @@ class PinnNet(nn.Module):
             [ConvBlock(cin, cout) for cin, cout in zip((c, *f[:-1]), f, strict=True)])
         self.decoder_amp = _decoder(f, c)
         self.decoder_phase = _decoder(f, c)
+        initialize(self, config.init)
         self.log_scale = nn.Parameter(torch.tensor(float(log_scale), dtype=torch.float32),
                                       requires_grad=config.trainable_scale)
         self.register_buffer("probe", torch.from_numpy(np.array(probe, dtype=np.complex64)))
@@ -142,6 +143,27 @@ class PinnNet(nn.Module):
         if self.config.channels > 1 and self.config.object_big:
             obj = overlap_constraint(obj, relative, self.window)
         return obj, far_field_amplitude(obj, self.probe, self.log_scale)
+
+
+def initialize(net: nn.Module, init: str) -> None:
+    """Draw the initial weights of every convolution of ``net`` in place (torch's global RNG).
+
+    ``"keras"``: ``nn.init.xavier_uniform_`` on the kernel (glorot-uniform, fan_in = 9 * c_in,
+    fan_out = 9 * c_out, as Keras computes them) and ``nn.init.zeros_`` on the bias. ``"torch"``:
+    the modules keep ``nn.Conv2d``'s own initialization (kaiming-uniform with a = sqrt(5), i.e.
+    ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``, and the bias from the same bound).
+
+    Raises
+    ------
+    ModelError
+        For another name (resolved when the network is built, as in TF).
+    """
+    if choose("init", init, {"keras": True, "torch": False}):
+        for module in net.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
 
 def _canonical_modules(net: PinnNet) -> dict[str, nn.Conv2d]:

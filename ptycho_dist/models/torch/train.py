@@ -124,22 +124,17 @@ def make_trainer(config: PinnConfig, *, accelerator: str, devices: int | str = 1
                  progress: bool = False, strategy: str | pl.strategies.Strategy = "auto",
                  plugins: list[Any] | None = None,
                  use_distributed_sampler: bool = True) -> pl.Trainer:
-    """A Lightning Trainer without loggers or checkpoints (nothing is written to disk).
+    """A Lightning Trainer without loggers, checkpoints or callbacks (nothing is written to disk;
+    the schedule and early stopping live in the module, :class:`~ptycho_dist.models.schedule.Schedule`).
 
     ``strategy``, ``plugins`` and ``use_distributed_sampler`` are for the Ray Train path
     (``RayDDPStrategy``, ``RayLightningEnvironment``, our own ``DistributedSampler``).
     """
-    callbacks: list[pl.Callback] = []
-    if config.early_stopping_patience is not None:
-        monitor = "val_loss" if config.val_fraction > 0 else "train_loss"
-        callbacks.append(pl.callbacks.EarlyStopping(
-            monitor=monitor, patience=config.early_stopping_patience, mode="min",
-            check_finite=False))
     with quiet_lightning():
         return pl.Trainer(
             max_epochs=config.epochs, accelerator=accelerator, devices=devices, logger=False,
             enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-            num_sanity_val_steps=0, callbacks=callbacks, strategy=strategy, plugins=plugins,
+            num_sanity_val_steps=0, strategy=strategy, plugins=plugins,
             use_distributed_sampler=use_distributed_sampler)
 
 
