@@ -19,3 +19,16 @@ crop = 16
 "grouping.gridsize" = [1, 2]
 "scan.kind" = ["grid", "random"]
 """
+
+#: the base of a small scenario (80 x 80 object, N = 32, 25 grid positions) for stage and runner tests
+SMALL_BASE = """
+[base.object]
+size = 80
+[base.probe]
+n = 32
+[base.scan]
+step = 8.0
+n_positions = 25
+[base.stitch]
+crop = 16
+"""

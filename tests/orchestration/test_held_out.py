@@ -11,22 +11,11 @@ from ptycho_dist.orchestration.driver import RunOptions, run_study
 from ptycho_dist.report.summary import metrics_overview
 from ptycho_dist.results import open as open_run
 from ptycho_dist.study import parse_study, scenario_keys
+from runner_specs import SMALL_BASE
 
 pytestmark = pytest.mark.ray
 
-SPEC = """
-[study]
-name = "heldout"
-seed = 2
-[base.object]
-size = 80
-[base.probe]
-n = 32
-[base.scan]
-step = 8.0
-n_positions = 25
-[base.stitch]
-crop = 16
+SPEC = '[study]\nname = "heldout"\nseed = 2\n' + SMALL_BASE + """
 [base.model]
 filters = [8, 16]
 [base.training]

@@ -14,20 +14,9 @@ from ptycho_dist.storage.outputs import SimulatedData
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.specs import load_study
 from ptycho_dist.study import parse_study, scenario_keys
+from runner_specs import SMALL_BASE
 
-SIM = """
-[base.object]
-size = 80
-[base.probe]
-n = 32
-[base.scan]
-step = 8.0
-n_positions = 25
-[base.stitch]
-crop = 16
-[base.dose]
-noise = false
-"""
+SIM = SMALL_BASE + "[base.dose]\nnoise = false\n"
 
 
 def _run(tmp_path: Path, text: str, name: str) -> tuple[RunLayout, list, object]:  # type: ignore[type-arg]
