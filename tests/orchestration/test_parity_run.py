@@ -14,22 +14,11 @@ from ptycho_dist.orchestration.driver import RunOptions, run_study
 from ptycho_dist.report.summary import metrics_overview, training_parity
 from ptycho_dist.results import open as open_run
 from ptycho_dist.study import parse_study
+from runner_specs import SMALL_BASE
 
 pytestmark = pytest.mark.ray
 
-SPEC = """
-[study]
-name = "parity"
-seed = 5
-[base.object]
-size = 80
-[base.probe]
-n = 32
-[base.scan]
-step = 8.0
-n_positions = 25
-[base.stitch]
-crop = 16
+SPEC = '[study]\nname = "parity"\nseed = 5\n' + SMALL_BASE + """
 [base.grouping]
 gridsize = 2
 [base.model]

@@ -14,17 +14,9 @@ from ptycho_dist.models import load_backend
 from ptycho_dist.storage.outputs import Bundle, Groups, Prediction, SimulatedData
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.study import Scenario, parse_study, scenario_keys, scenario_tasks
+from runner_specs import SMALL_BASE
 
-SPEC = """
-[base.object]
-size = 80
-[base.probe]
-n = 32
-[base.scan]
-step = 8.0
-n_positions = 25
-[base.stitch]
-crop = 16
+SPEC = SMALL_BASE + """
 [base.model]
 backend = "{backend}"
 filters = [8, 16]
