@@ -17,7 +17,6 @@ import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,9 @@ from ptycho_dist.orchestration.cluster import connect, gpus_available
 from ptycho_dist.orchestration.progress import StageProgress
 from ptycho_dist.orchestration.tasks import FaultInjection, remote_for, task_options
 from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
+from ptycho_dist.pipeline.rows import scenario_rows
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.storage.tables import PAIR_TABLES, STAGES, flatten_scenario
+from ptycho_dist.storage.tables import PAIR_TABLES
 from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_id
 from ptycho_dist.study.plan import NodeId, Plan, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
@@ -84,57 +84,6 @@ def _skipped(task: StageTask, cause: StageOutcome) -> StageOutcome:
     msg = cause.error if status == "failed" else None
     return StageOutcome(task.stage, task.key, status, False, 0.0, {}, {"skipped": True},
                         error=f"skipped: {cause.stage} {status}" + (f" ({msg})" if msg else ""))
-
-
-#: tables whose rows are tagged with the dataset of the node that wrote them
-DATASET_TABLES = ("metrics", "bias", "diagnostics")
-
-
-def _tagged(rows: list[dict[str, Any]], table: str, task: StageTask) -> list[dict[str, Any]]:
-    """Rows of ``task`` with their ``dataset``; with held-out test objects, the metrics of a training
-    object are the targets ``train_stitched`` / ``train_patch``, so that ``stitched`` is the test."""
-    if table not in DATASET_TABLES:
-        return rows
-    ds = task.dataset or None
-    train_side = ds is not None and not task.is_test and task.scenario.data.test_objects > 0
-    out = []
-    for r in rows:
-        r = {**r, "dataset": ds}
-        if table == "metrics" and train_side:
-            r["target"] = f"train_{r['target']}"
-        out.append(r)
-    return out
-
-
-def _scenario_rows(study: Study, unit: Unit, plan: Plan,
-                   outcomes: dict[NodeId, StageOutcome]) -> dict[str, list[dict[str, Any]]]:
-    """Every table's rows of one scenario unit, its ``scenarios`` row included."""
-    tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    status, error, failed_stage, diverged_epoch = "ok", None, None, None
-    per_stage: dict[str, list[StageOutcome]] = defaultdict(list)
-    for nid in unit.nodes:
-        oc = outcomes[nid]
-        per_stage[nid[0]].append(oc)
-        for table, rows in oc.rows.items():
-            tables[table].extend(_tagged(list(rows), table, plan.nodes[nid].task))
-        if oc.status != "ok" and status == "ok":
-            status, error, failed_stage = oc.status, oc.error, nid[0]
-            if oc.status == "diverged" and error is None:
-                error = f"non-finite loss at epoch {oc.info.get('diverged_epoch')} (0-based)"
-        if oc.info.get("diverged_epoch") is not None:
-            diverged_epoch = int(oc.info["diverged_epoch"])
-    row: dict[str, Any] = {
-        "scenario_id": unit.id, "study": study.meta.name, "status": status, "error": error,
-        "failed_stage": failed_stage, "diverged_epoch": diverged_epoch, "finished_at": datetime.now(UTC),
-    }
-    for stage in STAGES:
-        ran = [oc for oc in per_stage.get(stage, []) if not oc.info.get("skipped")]
-        row[f"key_{stage}"] = unit.keys.get(stage)
-        row[f"seconds_{stage}"] = sum(oc.seconds for oc in ran) if ran else None
-        row[f"cached_{stage}"] = all(oc.cached for oc in ran) if ran else None
-    row.update(flatten_scenario(unit.arms[0]))
-    tables["scenarios"] = [row]
-    return dict(tables)
 
 
 def run_study(study: Study, options: RunOptions = RunOptions()) -> RunSummary:
@@ -227,9 +176,9 @@ class _Scheduler:
 
     def commit(self, unit: Unit) -> None:
         if unit.kind == "scenario":
-            scenario_rows = _scenario_rows(self.study, unit, self.plan, self.outcomes)
-            self.layout.tables.write_scenario(unit.id, scenario_rows)
-            st = scenario_rows["scenarios"][0]
+            rows_of = scenario_rows(self.study.meta.name, unit, self.plan, self.outcomes)
+            self.layout.tables.write_scenario(unit.id, rows_of)
+            st = rows_of["scenarios"][0]
             if st["status"] != "ok":
                 self.summary.failures.append((unit.id, st["failed_stage"], st["error"] or st["status"]))
             return
