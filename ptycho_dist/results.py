@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ptycho_dist.storage.outputs import StageOutput
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.storage.tables import PAIR_TABLES, TABLES, table_schema
+from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, TABLES, table_schema
 
 __all__ = ["Results", "open"]
 
@@ -39,7 +39,7 @@ class Results:
     def parts(self, name: str) -> list[Path]:
         """Committed parquet parts of table ``name`` for the scenarios of the current study file."""
         parts = self.layout.tables.parts(name)
-        if name in PAIR_TABLES:
+        if name in PAIR_TABLES or name in RUN_TABLES:
             return parts
         return [p for p in parts if p.stem in self.scenario_ids]
 

@@ -45,7 +45,7 @@ def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
     s = task.scenario
     sims, groups = ctx.read_all(task, "data", SimulatedData), ctx.read_all(task, "groups", Groups)
     counts = np.concatenate([sim.counts[g.indices] for sim, g in zip(sims, groups, strict=True)])
-    relative = s.model.relative_sign * np.concatenate([g.relative for g in groups])
+    relative = s.faults.relative_sign * np.concatenate([g.relative for g in groups])
     sim = sims[0]
     n_train = s.training.n_train or counts.shape[0]
     scale = pooled_scale(sims, [len(g.indices) for g in groups])
@@ -61,8 +61,8 @@ def train_stage(ctx: StageContext, task: StageTask) -> StageResult:
     meta = {"backend": s.model.backend, "config": config.to_dict(), "norm_factor": result.norm_factor,
             "log_scale": result.log_scale, "diverged_epoch": result.diverged_epoch, "seconds": result.seconds,
             "n_train": result.n_train, "n_val": result.n_val, "seed": seed, "libraries": library_versions(),
-            "train_workers": s.resources.train_workers, "relative_sign": s.model.relative_sign}
-    diag = {"train_relative_sign": float(s.model.relative_sign),
+            "train_workers": s.resources.train_workers, "relative_sign": s.faults.relative_sign}
+    diag = {"train_relative_sign": float(s.faults.relative_sign),
             "train_probe_normalization_factor": sim.probe_factor,
             "train_norm_factor": result.norm_factor, "train_intensity_scale": _exp(result.log_scale),
             "train_log_scale": result.log_scale, "n_train_groups": result.n_train, "n_val_groups": result.n_val,
@@ -95,10 +95,10 @@ def run_inference(ctx: StageContext, task: StageTask, backend: str,
 def infer_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Predict object patches for every group with the bundle's normalization and intensity scale."""
     s = task.scenario
-    result, bundle, counts, sim = run_inference(ctx, task, s.model.backend, s.model.relative_sign)
+    result, bundle, counts, sim = run_inference(ctx, task, s.model.backend, s.faults.relative_sign)
     measured = np.sqrt(counts)
     diag = {"infer_norm_factor": bundle.norm_factor, "infer_intensity_scale": _exp(bundle.log_scale),
-            "infer_backend": s.model.backend, "infer_relative_sign": float(s.model.relative_sign),
+            "infer_backend": s.model.backend, "infer_relative_sign": float(s.faults.relative_sign),
             "infer_probe_normalization_factor": sim.probe_factor,
             "pred_to_measured_counts": float(np.sum(result.pred_amplitude.astype(np.float64) ** 2)
                                              / max(float(np.sum(measured**2)), 1e-300))}

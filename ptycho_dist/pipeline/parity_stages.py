@@ -28,7 +28,7 @@ FORWARD_PARITY_TOLERANCE = 1e-4
 def transplant_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Arm a's bundle run by arm b's backend, with b's relative-coordinate sign."""
     b = task.partner
-    result, _, _, _ = run_inference(ctx, task, b.model.backend, b.model.relative_sign)
+    result, _, _, _ = run_inference(ctx, task, b.model.backend, b.faults.relative_sign)
     return StageResult(Prediction(patches=result.object_patches, amplitude=result.pred_amplitude,
                                   backend=b.model.backend))
 
@@ -48,7 +48,7 @@ def parity_stage(ctx: StageContext, task: StageTask) -> StageResult:
     pred_a, pred_b = ctx.read(task, "prediction_a", Prediction), ctx.read(task, "prediction_b", Prediction)
     row: dict[str, Any] = {"pair_id": task.key[:16], "scenario_a": scenario_id(a), "scenario_b": scenario_id(b),
                            "backend_a": a.model.backend, "backend_b": b.model.backend,
-                           "relative_sign_a": a.model.relative_sign, "relative_sign_b": b.model.relative_sign,
+                           "relative_sign_a": a.faults.relative_sign, "relative_sign_b": b.faults.relative_sign,
                            "grouping_gridsize": a.grouping.gridsize, "dose_nphotons": a.dose.nphotons,
                            "training_seed": a.training.seed, "seed_cell": seed_cell(a)}
     row |= _forward(pred_a, ctx.read(task, "transplant_ab", Prediction), "ab")

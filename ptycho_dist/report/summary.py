@@ -34,7 +34,7 @@ def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str =
 
 
 #: scenario columns that metrics_overview always shows (the arm stands for backend and sign)
-_OVERVIEW_FIXED = ("model_backend", "model_relative_sign", "dose_nphotons", "grouping_gridsize", "scan_kind")
+_OVERVIEW_FIXED = ("model_backend", "faults_relative_sign", "dose_nphotons", "grouping_gridsize", "scan_kind")
 
 
 def swept_columns(run: Results) -> list[str]:
@@ -54,7 +54,7 @@ def metrics_overview(run: Results) -> pa.Table:
     extra = "".join(f"s.{c}, " for c in swept_columns(run) if c not in _OVERVIEW_FIXED)
     return run.sql(
         f"""
-        select s.model_backend || case when s.model_relative_sign = -1 then ' (sign -1)' else '' end as arm,
+        select s.model_backend || case when s.faults_relative_sign = -1 then ' (sign -1)' else '' end as arm,
                s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
                s.scan_kind as scan, {extra}count(distinct s.scenario_id) as replicates,
                avg(case when m.channel = 'amplitude' then m.ssim end) as amp_ssim,

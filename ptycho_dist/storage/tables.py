@@ -36,11 +36,13 @@ __all__ = [
     "schema_to_json",
     "TableStore",
     "PAIR_TABLES",
+    "RUN_TABLES",
 ]
 
 #: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``; a
-#: ``dataset`` column in metrics, bias and diagnostics
-SCHEMA_VERSION = "3"
+#: ``dataset`` column in metrics, bias and diagnostics. 4: ``flags`` in scenarios (quality flags),
+#: ``faults_*`` parameter columns, the run-level ``expectations`` table
+SCHEMA_VERSION = "4"
 #: stages with ``key_``/``seconds_``/``cached_`` columns in ``scenarios`` (data and arm scope)
 STAGES = stage_names("data", "arm")
 
@@ -128,6 +130,10 @@ _PARITY_COLUMNS = (
     + [(f"delta_{c}_{m}", pa.float64()) for c in ("amp", "phase") for m in ("ssim", "mae", "psnr")]
     + [("intensity_scale_ratio", pa.float64()), ("norm_factor_ratio", pa.float64())]
 )
+_EXPECT_COLUMNS = [("name", pa.string()), ("description", pa.string()), ("query", pa.string()),
+                   ("condition", pa.string()), ("label", pa.string()), ("value", pa.string()),
+                   ("value_number", pa.float64()), ("passed", pa.bool_()), ("status", pa.string()),
+                   ("message", pa.string()), ("evaluated_at", pa.timestamp("us", tz="UTC"))]
 _DIAG_COLUMNS = [("stage", pa.string()), ("name", pa.string()), ("value", pa.float64()), ("text", pa.string()),
                  ("dataset", pa.string())]
 
@@ -140,6 +146,7 @@ def _scenarios_schema() -> list[pa.Field]:
         pa.field("error", pa.string()),
         pa.field("failed_stage", pa.string()),
         pa.field("diverged_epoch", pa.int64()),
+        pa.field("flags", pa.string()),
         pa.field("finished_at", pa.timestamp("us", tz="UTC")),
     ]
     keys = [pa.field(f"key_{s}", pa.string()) for s in STAGES]
@@ -159,9 +166,12 @@ TABLES: dict[str, list[pa.Field]] = {
     "diagnostics": _with_id(_DIAG_COLUMNS),
     "history": _with_id(_HISTORY_COLUMNS),
     "parity": [pa.field(n, t, nullable=n != "pair_id") for n, t in _PARITY_COLUMNS],
+    "expectations": [pa.field(n, t, nullable=n not in ("name", "status")) for n, t in _EXPECT_COLUMNS],
 }
 #: tables written per pair of arms (part = pair id), not per scenario: those of pair-scope stages
 PAIR_TABLES = pair_tables()
+#: tables of the whole run (one part, ``run.parquet``, replaced as a whole): expectation results
+RUN_TABLES = ("expectations",)
 
 
 def table_schema(name: str) -> pa.Schema:
@@ -209,7 +219,7 @@ class TableStore:
         if len(tables.get("scenarios", ())) != 1:
             raise StorageError(f"scenario {scenario_id}: exactly one 'scenarios' row is required")
         for name in TABLES:
-            if name == "scenarios" or name in PAIR_TABLES:
+            if name == "scenarios" or name in PAIR_TABLES or name in RUN_TABLES:
                 continue
             rows = [{"scenario_id": scenario_id, **r} for r in tables.get(name, ())]
             part = self._part(name, scenario_id)
@@ -230,6 +240,12 @@ class TableStore:
         if table not in PAIR_TABLES:
             raise StorageError(f"table {table!r} is not a per-pair table")
         self._write(self._part(table, pair_id), _to_table(table, rows))
+
+    def write_run_table(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the rows of a run-level table (:data:`RUN_TABLES`) in one atomic write."""
+        if table not in RUN_TABLES:
+            raise StorageError(f"table {table!r} is not a run-level table")
+        self._write(self._part(table, "run"), _to_table(table, rows))
 
     def has_pair(self, table: str, pair_id: str) -> bool:
         """True when the pair's part of ``table`` exists."""
@@ -255,7 +271,7 @@ class TableStore:
         folder = self.path / table
         if not folder.exists():
             return []
-        if table in PAIR_TABLES:
+        if table in PAIR_TABLES or table in RUN_TABLES:
             return sorted(folder.glob("*.parquet"))
         ids = self.committed_ids()
         return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)

@@ -30,6 +30,7 @@ from ptycho_dist.study.schema import study_json_schema
 from ptycho_dist.study.spec import (
     DoseSpec,
     EvaluationSpec,
+    FaultsSpec,
     GroupingSpec,
     ModelSpec,
     ObjectSpec,
@@ -40,6 +41,7 @@ from ptycho_dist.study.spec import (
     StitchSpec,
     TrainingSpec,
 )
+from ptycho_dist.study.expect import Condition, Expectation, parse_condition
 from ptycho_dist.study.study import Axis, Study, StudyFile, StudyMeta, axis_paths, parse_study, study_from_dict
 
 __all__ = [
@@ -49,4 +51,5 @@ __all__ = [
     "stage_key", "study_json_schema", "DoseSpec", "EvaluationSpec", "GroupingSpec", "ModelSpec",
     "ObjectSpec", "ProbeSpec", "ResourcesSpec", "Scenario", "ScanSpec", "StitchSpec", "TrainingSpec",
     "Axis", "Study", "StudyFile", "StudyMeta", "axis_paths", "parse_study", "study_from_dict",
+    "Condition", "Expectation", "parse_condition", "FaultsSpec",
 ]

@@ -69,14 +69,16 @@ def scenario_id(scenario: Scenario) -> str:
 def pair_signature(s: Scenario) -> str | None:
     """What two model arms must share to be compared for parity (None for the oracle arm).
 
-    Everything but ``model.backend`` and ``model.relative_sign`` (a convention fork is exactly what
-    parity must expose): same data, grouping, architecture, training, stitching and evaluation.
+    Everything but ``model.backend`` and the ``faults`` section (a convention fork, like the sign of
+    the relative coordinates, is exactly what parity must expose): same data, grouping, architecture,
+    training, stitching and evaluation.
     """
     if s.model.backend == "oracle":
         return None
     data = s.to_dict()
-    data["model"] = {k: v for k, v in data["model"].items() if k not in ("backend", "relative_sign")}
+    data["model"] = {k: v for k, v in data["model"].items() if k != "backend"}
     data.pop("resources")
+    data.pop("faults")
     return canonical_json(data)
 
 

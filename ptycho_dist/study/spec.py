@@ -42,6 +42,7 @@ __all__ = [
     "StitchSpec",
     "EvaluationSpec",
     "ResourcesSpec",
+    "FaultsSpec",
     "Scenario",
 ]
 
@@ -350,9 +351,6 @@ class ModelSpec(SpecModel):
     """Activation of the amplitude decoder's output."""
     object_big: bool = True
     """gridsize > 1: apply the overlap constraint (the group's patches averaged on a shared canvas)."""
-    relative_sign: Literal[1, -1] = 1
-    """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
-    this project's convention; -1 reproduces the older code's negated offsets (to study a sign fork)."""
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -474,6 +472,48 @@ class DataSpec(SpecModel):
         return self
 
 
+class FaultsSpec(SpecModel):
+    """Fault switches: each reproduces one failure of the older code on purpose, in one arm, so that a
+    study can show that its diagnostic catches it (docs/faults.md lists them with the diagnostic).
+    Every switch is off by default and is a column of the ``scenarios`` table (``faults_*``); arms
+    that differ only in their faults are still compared for parity."""
+
+    collapse_offsets: bool = False
+    """Stitch every patch at one position (the first group's centre), as when the offsets were
+    broadcast or lost between inference and reassembly: the stitched object collapses to one patch
+    (one distinct stitched position, a canvas extent of one patch)."""
+    legacy_canvas: bool = False
+    """Stitch onto the older fixed padded canvas, side N + (gridsize - 1) * 4 + 10 centred on the mean
+    position, and drop what falls outside it: a scan wider than that canvas loses most of its
+    signal (the ``legacy_canvas_energy_share`` diagnostic says how much the canvas keeps)."""
+    relative_sign: Literal[1, -1] = 1
+    """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
+    this project's convention; -1 reproduces the older code's negated offsets (a sign fork between
+    two backends, caught by forward parity at gridsize > 1)."""
+    model_probe: Literal["data", "unnormalized", "l2"] = "data"
+    """The probe this arm's model uses in its forward model: the data's probe (default, normalized as
+    ``probe`` says); "unnormalized": the probe before the normalization (the arm that skipped it);
+    "l2": the probe normalized by another formula (unit energy, P / sqrt(sum |P|^2)), as when two
+    code paths computed the normalization differently."""
+    object_big_off: bool = False
+    """Run this arm's model without the overlap constraint whatever ``model.object_big`` says (the
+    older arm whose ``object_big`` defaulted to off; matters at gridsize > 1)."""
+    infer_ignores_scale: bool = False
+    """Inference ignores the bundle's learned intensity scale and input normalization and uses the
+    starting values instead (a scale not carried from training to inference: a constant amplitude
+    bias, exposed by the best-fit scalar ``ls_scale`` of the ``bias`` table)."""
+    patch_only_evaluation: bool = False
+    """Evaluate only at patch level (the older scripts' metrics on predicted vs true patches): no
+    ``stitched`` metric rows, so a broken reassembly goes unseen (the ``evaluated_stitched``
+    diagnostic is 0)."""
+
+    @property
+    def active(self) -> tuple[str, ...]:
+        """Names of the switches that differ from their default, in field order."""
+        return tuple(name for name, field in type(self).model_fields.items()
+                     if getattr(self, name) != field.default)
+
+
 class Scenario(SpecModel):
     """One fully resolved data point of a study."""
 
@@ -499,6 +539,8 @@ class Scenario(SpecModel):
     """Evaluation."""
     resources: ResourcesSpec = ResourcesSpec()
     """Resources."""
+    faults: FaultsSpec = FaultsSpec()
+    """Fault switches that reproduce the older code's failures, for studies (all off by default)."""
     seed: int = Field(default=0, ge=0)
     """Study seed; every random draw derives its seed from it and the stage key."""
     replicate: int = Field(default=0, ge=0)

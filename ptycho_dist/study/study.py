@@ -32,11 +32,12 @@ import json
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import Field, ValidationError, field_validator
 
 from ptycho_dist.errors import SpecError
+from ptycho_dist.study.expect import Expectation
 from ptycho_dist.study.messages import describe_error, first_error_message, format_loc
 from ptycho_dist.study.spec import Scenario, SpecModel
 
@@ -56,6 +57,9 @@ class StudyMeta(SpecModel):
     """Repetitions of every grid point with independent simulation draws."""
     description: str = ""
     """Free text shown in the report."""
+    expected_status: tuple[Literal["ok", "diverged", "failed"], ...] = Field(("ok",), min_length=1)
+    """Scenario statuses that ``run --strict`` and ``check --strict`` accept (default: ok only). A
+    study that shows a divergence on purpose lists "diverged" and states it with an expectation."""
 
 
 class StudyFile(SpecModel):
@@ -68,6 +72,18 @@ class StudyFile(SpecModel):
     axes: dict[str, Any] = {}
     """Dotted field path -> list of values; ``zip`` (list of tables of equal-length lists);
     ``exclude`` (list of tables path -> value)."""
+    expect: tuple[Expectation, ...] = ()
+    """``[[expect]]`` entries: what the run's tables must show (evaluated after the run, by
+    ``ptycho-dist check`` and in the report)."""
+
+    @field_validator("expect")
+    @classmethod
+    def _unique_names(cls, expect: tuple[Expectation, ...]) -> tuple[Expectation, ...]:
+        names = [e.name for e in expect]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"expectation name {dup[0]!r} is used more than once")
+        return expect
 
     @field_validator("base")
     @classmethod
@@ -99,6 +115,7 @@ class Study:
     axes: tuple[Axis, ...]
     excludes: tuple[Mapping[str, Any], ...]
     scenarios: tuple[Scenario, ...]
+    expectations: tuple[Expectation, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as JSON-compatible data (written to ``study.json``)."""
@@ -108,6 +125,7 @@ class Study:
             "axes": [{"paths": list(a.paths), "values": [list(v) for v in a.values]} for a in self.axes],
             "exclude": [dict(e) for e in self.excludes],
             "scenarios": [s.to_dict() for s in self.scenarios],
+            "expect": [e.to_dict() for e in self.expectations],
         }
 
     @classmethod
@@ -120,6 +138,7 @@ class Study:
             axes=tuple(Axis(tuple(a["paths"]), tuple(tuple(v) for v in a["values"])) for a in data["axes"]),
             excludes=tuple(data["exclude"]),
             scenarios=tuple(Scenario.from_dict(s) for s in data["scenarios"]),
+            expectations=tuple(Expectation.from_dict(e) for e in data.get("expect", [])),
         )
 
 
@@ -255,7 +274,8 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<study>") -> Study
     base = parsed.base.to_dict()
     _validate_axis_values(base, axes, source, zipped)
     scenarios = _expand(parsed, axes, excludes, source)
-    return Study(source, parsed.study, parsed.base, tuple(axes), tuple(excludes), tuple(scenarios))
+    return Study(source, parsed.study, parsed.base, tuple(axes), tuple(excludes), tuple(scenarios),
+                 parsed.expect)
 
 
 def _expand(parsed: StudyFile, axes: Sequence[Axis], excludes: Sequence[Mapping[str, Any]], source: str) -> list[Scenario]:

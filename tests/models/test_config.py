@@ -154,8 +154,8 @@ def test_training_spec_fields_are_all_mapped_or_documented() -> None:
     # n_train and seed choose the data and the seed of the run, not the model
     assert set(TrainingSpec.model_fields) - mapped == {"n_train", "seed"}
     mapped_model = {field for section, field in SPEC_FIELDS.values() if section == "model"}
-    # backend chooses the module, relative_sign the coordinates the stage passes
-    assert set(ModelSpec.model_fields) - mapped_model == {"backend", "relative_sign"}
+    # backend chooses the module
+    assert set(ModelSpec.model_fields) - mapped_model == {"backend"}
 
 
 def test_channels() -> None:

@@ -17,7 +17,7 @@ SPEC = """
 "grouping.gridsize" = [1, 2]
 [[axes.zip]]
 "model.backend" = ["oracle", "torch", "tf", "tf"]
-"model.relative_sign" = [1, 1, 1, -1]
+"faults.relative_sign" = [1, 1, 1, -1]
 """
 
 
@@ -37,7 +37,7 @@ def test_pairs_share_data_and_differ_in_backend() -> None:
 def test_training_seeds_share_data_and_a_seed_cell() -> None:
     study = parse_study(SPEC.replace("[axes]\n", '[axes]\n"training.seed" = [0, 1]\n'), source="<t>")
     arms = [s for s in study.scenarios if s.model.backend != "oracle"]
-    by = {(s.grouping.gridsize, s.model.backend, s.model.relative_sign, s.training.seed): s for s in arms}
+    by = {(s.grouping.gridsize, s.model.backend, s.faults.relative_sign, s.training.seed): s for s in arms}
     s0, s1 = by[1, "torch", 1, 0], by[1, "torch", 1, 1]
     k0, k1 = scenario_keys(s0), scenario_keys(s1)
     assert k0.simulate == k1.simulate and k0.group == k1.group  # same data

@@ -28,10 +28,10 @@ epochs = 1
 batch_size = 8
 [axes]
 "training.seed" = [0, 1]
-exclude = [{ "model.relative_sign" = -1, "training.seed" = 1 }]
+exclude = [{ "faults.relative_sign" = -1, "training.seed" = 1 }]
 [[axes.zip]]
 "model.backend" = ["torch", "tf", "tf"]
-"model.relative_sign" = [1, 1, -1]
+"faults.relative_sign" = [1, 1, -1]
 """
 
 

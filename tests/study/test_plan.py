@@ -42,7 +42,8 @@ def test_arm_chains_pick_their_alternatives() -> None:
                                         "groups": (("group", k.group),), "prediction": (("infer", k.infer),)}
     assert tasks["infer"].inputs["model"] == (("train", k.train),)
     # the key is the registry's: stage, version, spec fields, upstream keys in input order
-    assert k.infer == stage_key("infer", {"backend": "torch"}, [k.train, k.simulate, k.group])
+    assert k.infer == stage_key("infer", {"backend": "torch", "relative_sign": 1, "model_probe": "data",
+                                          "infer_ignores_scale": False}, [k.train, k.simulate, k.group])
     assert k.oracle is None and scenario_keys(oracle).train is None
 
 
