@@ -253,6 +253,7 @@ def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     pred_patches = ctx.read(task, "prediction", Prediction).patches[window]
     positions = stitched_positions(s, groups).reshape(-1, 2)
     kept = {"stitch_kept_weight_share": _kept_share(stitched, groups.indices.size, s, sim)}
+    diag: dict[str, float | int | str]
     if s.faults.patch_only_evaluation:
         metrics = evaluate_patches(pred_patches, truth_patches)
         diag = {"evaluated_stitched": 0, **position_summary(positions), **kept,
