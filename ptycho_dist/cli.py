@@ -92,13 +92,36 @@ def cmd_run(args: argparse.Namespace) -> int:
                          num_cpus=args.num_cpus, progress=not args.no_progress,
                          fault_injection=FaultInjection.from_env())
     summary = run_study(study, options)
-    _console().print(render_run_summary(summary))
+    from ptycho_dist.report.expectations import check_run, render_check, verdict
     from ptycho_dist.report.html import write_report
     from ptycho_dist.results import open as open_run
 
-    _console().print(f"report: {write_report(open_run(summary.run_dir))}")
-    failed = sum(n for status, n in summary.status.items() if status != "ok")
-    return EXIT_FAILED if (args.strict and failed) else EXIT_OK
+    run = open_run(summary.run_dir)
+    report = check_run(run)  # before the summary and the report, which show its results
+    console = _console()
+    console.print(render_run_summary(summary))
+    console.print(render_check(report))
+    console.print(f"report: {write_report(run)}")
+    return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
+
+
+def _strict_exit(args: argparse.Namespace, reasons: list[str]) -> int:
+    """Exit 1 under ``--strict`` (or ``--fail-on-flags``) when :func:`verdict` gave reasons."""
+    if not (args.strict or args.fail_on_flags) or not reasons:
+        return EXIT_OK
+    print(f"ptycho-dist {args.command}: --strict: " + "; ".join(reasons), file=sys.stderr)
+    return EXIT_FAILED
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from ptycho_dist.report.expectations import check_run, load_expectations, render_check, verdict
+    from ptycho_dist.results import open as open_run
+
+    run = _open(args.run_dir, open_run)
+    expectations = load_expectations(args.spec) if args.spec else None
+    report = check_run(run, expectations)
+    _console().print(render_check(report))
+    return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -152,6 +175,14 @@ def duckdb_error() -> type[Exception]:
     return duckdb.Error
 
 
+def _strict_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a scenario's status is not accepted (study.expected_status, default ok), "
+                        "a scenario is missing, or an expectation failed or is broken")
+    p.add_argument("--fail-on-flags", action="store_true",
+                   help="--strict, and also exit 1 when a scenario has a quality flag (scenarios.flags)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ptycho-dist", description="Distributed batch studies for ptychography.")
     parser.add_argument("--version", action="version", version=f"ptycho-dist {__version__}")
@@ -167,9 +198,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-in-flight", type=int, default=None, help="most stage tasks running at once (default: 2 x CPUs)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any scenario failed or diverged")
+    _strict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="re-evaluate a finished run's [[expect]] entries (nothing is recomputed)")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.add_argument("--spec", default=None, help="take the [[expect]] entries from this study file instead of "
+                   "the run's study.json (expectations edited after the run)")
+    _strict_arguments(p)
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("submit", help="submit a study as a Ray job (ray job submit) to a cluster")
     p.add_argument("spec", help="study file (TOML), relative to the working dir")

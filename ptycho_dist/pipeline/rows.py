@@ -7,6 +7,7 @@ hits, and the scenario's parameters as typed columns.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
@@ -14,9 +15,31 @@ from typing import Any
 from ptycho_dist.pipeline.base import StageOutcome
 from ptycho_dist.storage.tables import STAGES, flatten_scenario
 from ptycho_dist.study import StageTask
+from ptycho_dist.study.spec import PINN_BACKENDS
 from ptycho_dist.study.plan import NodeId, Plan, Unit
 
-__all__ = ["DATASET_TABLES", "scenario_rows"]
+__all__ = ["DATASET_TABLES", "scenario_rows", "quality_flags", "FLAG_RULES", "FLAG_MEANINGS"]
+
+#: quality-flag thresholds (README "Quality flags"): a trained model whose mean patch score (Pearson
+#: r of the amplitude, trained network vs truth, on training groups) gains less than
+#: max(LEARN_SE_FACTOR x its standard error, LEARN_MIN_GAIN) over the untrained network's, or stays
+#: below LEARN_MIN_SCORE, learned nothing; a scan covering less than UNSCANNED_BELOW of the object
+#: leaves it mostly unscanned; an intensity scale that ends below SCALE_COLLAPSE x its start collapsed
+LEARN_SE_FACTOR, LEARN_MIN_GAIN, LEARN_MIN_SCORE = 2.0, 0.01, 0.05
+UNSCANNED_BELOW = 0.5
+SCALE_COLLAPSE = 1e-2
+FLAG_MEANINGS = {
+    "learned_nothing": "the trained model's patch-level structure score is within noise of the untrained "
+                       "network's, or of 0",
+    "mostly_unscanned": "the scan covers less than half of the object",
+    "scale_collapsed": "the intensity scale collapsed while the loss stayed finite",
+}
+FLAG_RULES = {
+    "learned_nothing": f"patch_score_trained - patch_score_untrained < max({LEARN_SE_FACTOR:g} x "
+                       f"patch_score_gain_se, {LEARN_MIN_GAIN:g}), or patch_score_trained < {LEARN_MIN_SCORE:g}",
+    "mostly_unscanned": f"scanned_fraction < {UNSCANNED_BELOW:g} on a dataset",
+    "scale_collapsed": f"exp(train_log_scale - initial_log_scale) < {SCALE_COLLAPSE:g} with a finite loss",
+}
 
 
 #: tables whose rows are tagged with the dataset of the node that wrote them
@@ -37,6 +60,44 @@ def _tagged(rows: list[dict[str, Any]], table: str, task: StageTask) -> list[dic
             r["target"] = f"train_{r['target']}"
         out.append(r)
     return out
+
+
+def quality_flags(diagnostics: list[dict[str, Any]], *, status: str, model_arm: bool) -> list[str]:
+    """Quality flags of an ok scenario from its diagnostics rows (:data:`FLAG_RULES`), sorted.
+
+    Parameters
+    ----------
+    diagnostics : list of dict
+        The scenario's ``diagnostics`` rows (``stage``, ``name``, ``value``).
+    status : str
+        The scenario's status; only ``ok`` scenarios are flagged (a failure says more than a flag).
+    model_arm : bool
+        Whether the arm trains a model (the learning and scale flags apply to model arms only).
+    """
+    if status != "ok":
+        return []
+    values: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in diagnostics:
+        if r.get("value") is not None and math.isfinite(r["value"]):
+            values[(r["stage"], r["name"])].append(float(r["value"]))
+
+    def one(stage: str, name: str) -> float | None:
+        found = values.get((stage, name))
+        return found[0] if found else None
+
+    flags = []
+    if any(v < UNSCANNED_BELOW for v in values.get(("simulate", "scanned_fraction"), [])):
+        flags.append("mostly_unscanned")
+    if model_arm:
+        trained, untrained = one("train", "patch_score_trained"), one("train", "patch_score_untrained")
+        se = one("train", "patch_score_gain_se") or 0.0
+        if trained is not None and untrained is not None and (
+                trained - untrained < max(LEARN_SE_FACTOR * se, LEARN_MIN_GAIN) or trained < LEARN_MIN_SCORE):
+            flags.append("learned_nothing")
+        final, start = one("train", "train_log_scale"), one("train", "initial_log_scale")
+        if final is not None and start is not None and final - start < math.log(SCALE_COLLAPSE):
+            flags.append("scale_collapsed")
+    return sorted(flags)
 
 
 def scenario_rows(study_name: str, unit: Unit, plan: Plan,
@@ -65,6 +126,8 @@ def scenario_rows(study_name: str, unit: Unit, plan: Plan,
         row[f"key_{stage}"] = unit.keys.get(stage)
         row[f"seconds_{stage}"] = sum(oc.seconds for oc in ran) if ran else None
         row[f"cached_{stage}"] = all(oc.cached for oc in ran) if ran else None
+    model_arm = unit.arms[0].model.backend in PINN_BACKENDS
+    row["flags"] = ",".join(quality_flags(tables.get("diagnostics", []), status=status, model_arm=model_arm))
     row.update(flatten_scenario(unit.arms[0]))
     tables["scenarios"] = [row]
     return dict(tables)

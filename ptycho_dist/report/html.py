@@ -21,7 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from ptycho_dist.pipeline.rows import FLAG_RULES  # noqa: E402
 from ptycho_dist.report.summary import (  # noqa: E402
+    arm_label_sql,
     parity_overview,
     stage_overview,
     swept_columns,
@@ -115,6 +117,25 @@ _DIAG_NAMES = ("n_distinct_positions", "n_distinct_offsets", "coverage_share", "
                "patch_amp_var_ratio", "patch_amp_structure_r", "train_norm_factor", "infer_norm_factor")
 
 
+def _expectations_html(run: Results) -> str:
+    """The study's expectations (table ``expectations``, as last evaluated) and the flagged scenarios."""
+    rows = run.sql("select name, label as row, value, condition, status, message, description "
+                   "from expectations order by name, label")
+    out = []
+    if rows.num_rows:
+        failed = sum(1 for r in rows.to_pylist() if r["status"] != "passed")
+        verdict = (f"<p class='bad'>{failed} of {rows.num_rows} checks failed or are broken.</p>" if failed
+                   else f"<p class='good'>All {rows.num_rows} checks passed.</p>")
+        out.append(f"<h2>Expectations</h2>{verdict}{_html_table(rows)}")
+    flagged = run.sql(f"select scenario_id, {arm_label_sql('s')} as arm, flags from scenarios s "
+                      "where coalesce(flags, '') <> '' order by 1")
+    if flagged.num_rows:
+        meanings = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in FLAG_RULES.items())
+        out.append(f"<h2>Quality warnings</h2><p class='bad'>{flagged.num_rows} scenario(s) finished ok but "
+                   f"are flagged:</p><ul>{meanings}</ul>{_html_table(flagged)}")
+    return "".join(out)
+
+
 def write_report(run: Results) -> str:
     """Write ``report/index.html`` for ``run``; returns its path."""
     info = run.study()
@@ -132,6 +153,7 @@ def write_report(run: Results) -> str:
     diag = run.sql(f"""select d.name, min(d.value) as min, avg(d.value) as mean, max(d.value) as max
         from diagnostics d where d.name in ({names}) group by 1 order by 1""")
     failed = run.sql("select scenario_id, status, failed_stage, error from scenarios where status <> 'ok'")
+    checks = _expectations_html(run)
     parity, seeds = parity_overview(run), training_parity(run)
     parity_html = "" if not parity.num_rows else f"""<h2>Backend parity</h2><p>fwd_ok: the two backends run
 with the same (transplanted) weights agree to the forward-parity tolerance. delta_amp_ssim: stitched amplitude
@@ -141,10 +163,11 @@ std_b^2), the SSIM standard deviations over training seeds within each arm; z te
 mean delta.</p>{_html_table(seeds)}""")
     body = f"""<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(spec['name'])}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;font-size:12px}}
-td,th{{border:1px solid #ccc;padding:2px 6px}} th{{background:#eee}}</style></head><body>
+td,th{{border:1px solid #ccc;padding:2px 6px}} th{{background:#eee}} .bad{{color:#b00}} .good{{color:#070}}</style></head><body>
 <h1>Study {html.escape(spec['name'])}</h1><p>{html.escape(spec.get('description', ''))}</p>
 <p>{len(run.scenario_ids)} scenarios, seed {spec['seed']}, ptycho-dist {html.escape(str(info.get('ptycho_dist_version')))},
 git {html.escape(str(info.get('git_revision')))}</p>{_html_table(status)}
+{checks}
 <h2>Quality vs the swept parameters</h2>{_quality_figure(run, axes)}{_html_table(quality)}
 <h2>Reconstructions</h2>{_gallery(run)}
 <h2>Diagnostics</h2><p>A collapse of offsets shows as n_distinct_positions = 1; a clipping canvas as

@@ -17,12 +17,13 @@ from ptycho_dist.results import Results
 from ptycho_dist.results import open as open_run
 from ptycho_dist.storage.tables import STAGES as SCENARIO_STAGES
 from ptycho_dist.study.registry import STAGES, stage_def
+from ptycho_dist.study.spec import FaultsSpec
 
 if TYPE_CHECKING:
     from ptycho_dist.orchestration.driver import RunSummary
 
 __all__ = ["render_run_summary", "render_status", "format_table", "metrics_overview", "arrow_to_rich",
-           "parity_overview", "swept_columns", "training_parity", "stage_overview"]
+           "parity_overview", "swept_columns", "training_parity", "stage_overview", "arm_label_sql"]
 
 def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str = "{:.4g}") -> Table:
     """A rich table of an Arrow table (floats shortened)."""
@@ -33,8 +34,23 @@ def arrow_to_rich(table: pa.Table, *, title: str | None = None, float_fmt: str =
     return out
 
 
-#: scenario columns that metrics_overview always shows (the arm stands for backend and sign)
-_OVERVIEW_FIXED = ("model_backend", "faults_relative_sign", "dose_nphotons", "grouping_gridsize", "scan_kind")
+#: scenario columns that metrics_overview always shows (the arm stands for the backend and its faults)
+_OVERVIEW_FIXED = ("model_backend", *(f"faults_{f}" for f in FaultsSpec.model_fields), "dose_nphotons",
+                   "grouping_gridsize", "scan_kind")
+
+
+def arm_label_sql(alias: str = "s") -> str:
+    """SQL expression naming a scenario's arm: the backend, then each fault switch that is on
+    (``torch +collapse_offsets``, ``tf relative_sign=-1``)."""
+    parts = [f"{alias}.model_backend"]
+    for name, field in FaultsSpec.model_fields.items():
+        col = f"{alias}.faults_{name}"
+        if isinstance(field.default, bool):
+            parts.append(f"case when {col} then ' +{name}' else '' end")
+        else:
+            default = field.default if isinstance(field.default, int) else f"'{field.default}'"
+            parts.append(f"case when {col} is distinct from {default} then ' {name}=' || {col} else '' end")
+    return " || ".join(parts)
 
 
 def swept_columns(run: Results) -> list[str]:
@@ -54,7 +70,7 @@ def metrics_overview(run: Results) -> pa.Table:
     extra = "".join(f"s.{c}, " for c in swept_columns(run) if c not in _OVERVIEW_FIXED)
     return run.sql(
         f"""
-        select s.model_backend || case when s.faults_relative_sign = -1 then ' (sign -1)' else '' end as arm,
+        select {arm_label_sql("s")} as arm,
                s.dose_nphotons as nphotons, s.grouping_gridsize as gridsize,
                s.scan_kind as scan, {extra}count(distinct s.scenario_id) as replicates,
                avg(case when m.channel = 'amplitude' then m.ssim end) as amp_ssim,
@@ -93,14 +109,20 @@ def stage_overview(run: Results) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=table.schema)
 
 
+#: a parity pair named by its two arms (backend and fault switches, :func:`arm_label_sql`)
+_PAIR_LABEL = f"{arm_label_sql('sa')} || ' vs ' || {arm_label_sql('sb')}"
+_PAIR_FROM = ("parity p join scenarios sa on sa.scenario_id = p.scenario_a"
+              " join scenarios sb on sb.scenario_id = p.scenario_b")
+
+
 def parity_overview(run: Results) -> pa.Table:
     """One line per parity pair: forward parity, training-parity SSIM delta, agreement of the two."""
     return run.sql(
-        "select backend_a || ' vs ' || backend_b || case when relative_sign_b = -1 then ' (sign -1)' else '' end"
-        " as pair, grouping_gridsize as gridsize, dose_nphotons as nphotons, training_seed as seed,"
-        " forward_parity_ok as fwd_ok,"
-        " greatest(fwd_obj_max_rel_ab, fwd_obj_max_rel_ba) as fwd_obj_rel, delta_amp_ssim,"
-        " stitched_amp_ssim as a_vs_b_ssim, intensity_scale_ratio from parity order by all")
+        f"select {_PAIR_LABEL} as pair, p.grouping_gridsize as gridsize, p.dose_nphotons as nphotons,"
+        " p.training_seed as seed, p.forward_parity_ok as fwd_ok,"
+        " greatest(p.fwd_obj_max_rel_ab, p.fwd_obj_max_rel_ba) as fwd_obj_rel, p.delta_amp_ssim,"
+        " p.stitched_amp_ssim as a_vs_b_ssim, p.intensity_scale_ratio"
+        f" from {_PAIR_FROM} order by all")
 
 
 def training_parity(run: Results, *, k: float = 3.0) -> pa.Table:
@@ -111,10 +133,9 @@ def training_parity(run: Results, *, k: float = 3.0) -> pa.Table:
     single-pair ``|delta_amp_ssim|`` and whether it is within the tolerance. Empty without such cells.
     """
     rows = run.sql(
-        "select seed_cell, backend_a || ' vs ' || backend_b || case when relative_sign_b = -1"
-        " then ' (sign -1)' else '' end as pair, grouping_gridsize as gridsize, dose_nphotons as nphotons,"
-        " training_seed, amp_ssim_a, amp_ssim_b"
-        " from parity where seed_cell is not null order by all").to_pylist()
+        f"select p.seed_cell, {_PAIR_LABEL} as pair, p.grouping_gridsize as gridsize,"
+        " p.dose_nphotons as nphotons, p.training_seed, p.amp_ssim_a, p.amp_ssim_b"
+        f" from {_PAIR_FROM} where p.seed_cell is not null order by all").to_pylist()
     cells: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in rows:
         cells.setdefault((r["seed_cell"], r["pair"], r["gridsize"], r["nphotons"]), []).append(r)

@@ -69,5 +69,5 @@ def test_parity_rows_and_a_flipped_sign_fails_loudly(ray_session: object, tmp_pa
     # the terminal overview keeps swept axes apart: one row per (arm, seed), never seeds averaged
     overview = metrics_overview(run).to_pylist()
     assert sorted((r["arm"], r["training_seed"]) for r in overview) == [
-        ("tf", 0), ("tf", 1), ("tf (sign -1)", 0), ("torch", 0), ("torch", 1)]
+        ("tf", 0), ("tf", 1), ("tf relative_sign=-1", 0), ("torch", 0), ("torch", 1)]
     assert all(r["replicates"] == 1 for r in overview)
