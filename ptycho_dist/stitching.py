@@ -20,7 +20,8 @@ Conventions (docs: PHYSICS.md, "Arrays and coordinates" and "Stitching")
   ``|P|^2``). The denominator is returned as ``coverage`` (summed weights; with probe-intensity
   weights it is the summed illumination). Pixels with zero coverage are NaN, never 0.
 * Nothing is ever clipped: in the object frame with an explicit ``shape``, a position whose
-  cropped footprint leaves the canvas is an error.
+  cropped footprint leaves the canvas is an error. The one exception is the ``"legacy"`` frame,
+  which reproduces the older code's clipping on purpose (a fault switch, ``faults.legacy_canvas``).
 
 Frames
 ------
@@ -35,6 +36,14 @@ Frames
     ``P = even_ceil(max_k max(|x_k - m_x|, |y_k - m_y|))`` (ceil, then rounded up to even); canvas
     pixel ``(S//2, S//2)`` is object coordinate ``m``, so ``origin = m - S//2`` is in general
     fractional and an integer-position patch is then splatted bilinearly.
+``"legacy"``
+    The older code's *fixed padded* canvas, for fault studies only (``faults.legacy_canvas``,
+    docs/faults.md): the same centring as ``"centered"`` (canvas pixel ``(S//2, S//2)`` is the mean
+    position ``m``, ``origin = m - S//2``) but a fixed side ``S = side`` given by the caller (the
+    older ``N + (gridsize - 1) * 4 + 10``, :func:`ptycho_dist.physics.legacy_canvas_side`),
+    whatever the scan extent. Every splatted contribution (patch values and weights alike) that
+    lands outside the ``S x S`` canvas is **dropped**: a scan wider than the canvas loses most of
+    its signal, and ``coverage.sum()`` falls below ``n * w.sum()`` by exactly what was dropped.
 
 Cost is O(n * M^2) time (scatter-add with :func:`numpy.bincount` on flattened indices) and
 O(chunk_size * M^2 + canvas) memory; no per-patch canvas is ever allocated.
@@ -65,9 +74,9 @@ from ptycho_dist.errors import StitchError
 
 __all__ = ["StitchResult", "stitch", "scatter_patches", "gather_patches", "even_ceil", "crop_bounds"]
 
-Frame = Literal["object", "centered"]
+Frame = Literal["object", "centered", "legacy"]
 _SNAP_ATOL = 1e-9
-_FRAMES = ("object", "centered")
+_FRAMES = ("object", "centered", "legacy")
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,7 +96,7 @@ class StitchResult:
     crop : int
         The crop size ``M`` that was used.
     frame : str
-        ``"object"`` or ``"centered"``.
+        ``"object"``, ``"centered"`` or ``"legacy"``.
     """
 
     canvas: np.ndarray
@@ -130,7 +139,8 @@ def crop_bounds(n: int, crop: int | None) -> tuple[int, int]:
 
 def stitch(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
            frame: Frame = "object", shape: tuple[int, int] | None = None,
-           weights: None | str | np.ndarray = None, chunk_size: int = 128) -> StitchResult:
+           weights: None | str | np.ndarray = None, chunk_size: int = 128,
+           side: int | None = None) -> StitchResult:
     """Place patches at their scan positions and average them on a canvas.
 
     Parameters
@@ -142,8 +152,8 @@ def stitch(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
         Absolute positions ``(x, y)`` in object pixels (see module docstring).
     crop : int or None, optional
         Side ``M`` of the central crop used from every patch (``1 <= M <= N``); ``None`` = ``N``.
-    frame : {"object", "centered"}, optional
-        Canvas layout, see the module docstring.
+    frame : {"object", "centered", "legacy"}, optional
+        Canvas layout, see the module docstring (``"legacy"`` clips, for fault studies only).
     shape : tuple of int, optional
         ``(H, W)`` of the object grid (``frame="object"`` only). A footprint outside it raises.
     weights : None, "uniform" or numpy.ndarray float (N, N), optional
@@ -151,6 +161,9 @@ def stitch(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
         patches. Must be finite and non-negative.
     chunk_size : int, optional
         Patches processed per scatter-add (bounds temporary memory).
+    side : int, optional
+        Side ``S`` of the fixed square canvas of ``frame="legacy"`` (required there, an error
+        elsewhere).
 
     Returns
     -------
@@ -161,11 +174,19 @@ def stitch(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
     ------
     StitchError
         Mismatched shapes, non-finite positions or patches, a bad crop, bad weights, an unknown
-        frame, or (object frame with ``shape``) a footprint outside the canvas.
+        frame, a ``side`` missing for (or given without) ``frame="legacy"``, or (object frame with
+        ``shape``) a footprint outside the canvas.
     """
     flat, pos = _validate_inputs(patches, positions)
     start, m = crop_bounds(flat.shape[-1], crop)
     w = _crop_weights(weights, flat.shape[-1], start, m)
+    if frame not in _FRAMES:
+        raise StitchError(f"frame must be one of {_FRAMES}, got {frame!r}")
+    if frame == "legacy":
+        return _stitch_clipped(flat, pos, w, start, m, _legacy_side(side, shape), _chunk(chunk_size))
+    if side is not None:
+        raise StitchError(f"side applies to frame='legacy' only (the fixed older canvas), got side={side!r} "
+                          f"with frame={frame!r}")
     origin, canvas_shape = _layout(pos, m, frame, shape)
     corner = _snap(pos - m // 2 - origin)
     _check_inside(corner, pos, m, canvas_shape, frame)
@@ -327,6 +348,32 @@ def _crop_weights(weights: None | str | np.ndarray, n: int, start: int, m: int) 
     if not (w > 0).any():
         raise StitchError(f"weights are zero everywhere in the central {m}x{m} crop")
     return w
+
+
+def _legacy_side(side: int | None, shape: tuple[int, int] | None) -> int:
+    """Validate the fixed side of the legacy canvas."""
+    if shape is not None:
+        raise StitchError(f"shape applies to frame='object' only; frame='legacy' has a fixed side, got shape={shape!r}")
+    if side is None or isinstance(side, bool) or not isinstance(side, (int, np.integer)) or side < 1:
+        raise StitchError(f"frame='legacy' needs side = a positive int (the fixed canvas side), got {side!r}")
+    return int(side)
+
+
+def _stitch_clipped(flat: np.ndarray, pos: np.ndarray, w: np.ndarray, start: int, m: int, side: int,
+                    chunk: int) -> StitchResult:
+    """The ``"legacy"`` frame: a fixed ``side x side`` canvas centred on the mean position; every
+    contribution outside it is dropped (accumulated on a canvas that holds every footprint, then cut)."""
+    origin = pos.mean(axis=0) - side // 2
+    corner = _snap(pos - m // 2 - origin)
+    lo = np.floor(corner)
+    hi = lo + m - 1 + (corner > lo)  # last touched pixel, bilinear spill included
+    off = np.minimum(lo.min(axis=0), 0.0).astype(np.int64)  # (x, y): where the full canvas starts
+    far = np.maximum(hi.max(axis=0) + 1, side).astype(np.int64)
+    full = (int(far[1] - off[1]), int(far[0] - off[0]))
+    num_re, num_im, den = _accumulate(flat, corner - off, w, start, full, chunk)
+    keep = (slice(int(-off[1]), int(-off[1]) + side), slice(int(-off[0]), int(-off[0]) + side))
+    cut = [a.reshape(full)[keep].ravel() for a in (num_re, num_im, den)]
+    return _finish(cut[0], cut[1], cut[2], (side, side), origin, m, "legacy")
 
 
 def _layout(pos: np.ndarray, m: int, frame: str, shape: tuple[int, int] | None

@@ -347,3 +347,53 @@ def test_gather_grouped_shape_and_errors(rng):
         gather_patches(obj, _ADJ_POS, patch_size=0)
     with pytest.raises(StitchError, match=r"outside the 40x44 canvas"):
         scatter_patches(_complex(rng, (1, _N, _N)), np.array([[40.0, 20.0]]), shape=_SHAPE)
+
+
+# --- the "legacy" frame: the older fixed padded canvas (faults.legacy_canvas), clipping on purpose ---
+
+def test_legacy_frame_with_the_centered_side_equals_the_centered_frame(rng):
+    patches = (rng.normal(size=(30, 32, 32)) + 1j * rng.normal(size=(30, 32, 32))).astype(np.complex64)
+    pos = rng.uniform(40, 200, size=(30, 2))
+    centered = stitch(patches, pos, crop=16, frame="centered")
+    legacy = stitch(patches, pos, crop=16, frame="legacy", side=centered.shape[0])
+    assert legacy.frame == "legacy" and legacy.shape == centered.shape
+    np.testing.assert_allclose(legacy.origin, centered.origin)
+    np.testing.assert_allclose(legacy.coverage, centered.coverage, atol=1e-5)
+    np.testing.assert_allclose(np.nan_to_num(legacy.canvas), np.nan_to_num(centered.canvas), atol=1e-5)
+
+
+def test_legacy_frame_clips_to_a_fixed_side_centred_on_the_mean(rng):
+    obj = _object(rng, (160, 160))
+    pos = _grid(24, 140, 8)  # 15 x 15 integer positions, mean (80, 80)
+    m, side = 16, 42
+    res = stitch(_integer_patches(obj, pos, 32), pos, crop=m, frame="legacy", side=side)
+    assert res.shape == (side, side)
+    np.testing.assert_array_equal(res.origin, [80 - side // 2, 80 - side // 2])
+    # what survives is the object under the canvas, exactly (integer placement)
+    y0 = x0 = 80 - side // 2
+    full = _footprint_count(pos, m, obj.shape)[y0:y0 + side, x0:x0 + side]
+    np.testing.assert_array_equal(res.coverage, full)
+    covered = res.coverage > 0
+    np.testing.assert_allclose(res.canvas[covered], obj[y0:y0 + side, x0:x0 + side][covered], atol=1e-6)
+    # the dropped weight: coverage sums to the footprint pixels inside the window only
+    assert res.coverage.sum() == pytest.approx(full.sum())
+    assert res.coverage.sum() < 0.2 * len(pos) * m * m
+
+
+def test_legacy_frame_drops_patches_entirely_outside(rng):
+    pos = np.array([[100.0, 100.0], [102.0, 100.0], [400.0, 100.0]])  # mean x = 200.67: the canvas holds none
+    res = stitch(np.ones((3, 16, 16), np.complex64), pos, crop=8, frame="legacy", side=20)
+    assert res.shape == (20, 20) and res.coverage.sum() == 0 and np.isnan(res.canvas).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"frame": "legacy"}, "needs side"),
+    ({"frame": "legacy", "side": 0}, "needs side"),
+    ({"frame": "legacy", "side": 40, "shape": (64, 64)}, "shape applies to frame='object'"),
+    ({"frame": "object", "side": 40}, "side applies to frame='legacy' only"),
+    ({"frame": "centered", "side": 40}, "side applies to frame='legacy' only"),
+    ({"frame": "bogus", "side": 40}, "frame must be one of"),
+])
+def test_legacy_frame_bad_arguments(kwargs, message):
+    with pytest.raises(StitchError, match=message):
+        stitch(np.ones((2, 16, 16)), np.array([[20.0, 20.0], [24.0, 20.0]]), crop=8, **kwargs)

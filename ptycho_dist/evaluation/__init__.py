@@ -21,8 +21,10 @@ from ptycho_dist.evaluation.diagnostics import (
     distinct_positions,
     expected_footprint,
     patch_statistics,
+    placed_weight_share,
     position_summary,
     support_box,
+    target_gaps,
 )
 from ptycho_dist.evaluation.frc import FRCCurve, frc_curve, halfbit_threshold
 from ptycho_dist.evaluation.metrics import channel_metrics, psnr, ssim_region
@@ -40,6 +42,6 @@ __all__ = [
     "bounding_box", "channel_metrics", "coverage_share", "distinct_positions",
     "evaluate_patches", "evaluate_reconstruction", "expected_footprint", "fit_phase_ramp",
     "frc_curve", "halfbit_threshold", "ls_scalar", "patch_statistics", "phase_offset",
-    "position_summary", "psnr", "register_shift", "select_region", "shift_image", "ssim_region",
-    "support_box", "to_object_frame",
+    "placed_weight_share", "position_summary", "psnr", "register_shift", "select_region", "shift_image", "ssim_region",
+    "support_box", "target_gaps", "to_object_frame",
 ]

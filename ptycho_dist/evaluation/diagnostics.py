@@ -13,6 +13,13 @@
   flat patches shows here), and the mean per-patch correlation of the zero-mean amplitudes
   (``patch_amp_structure_r``): near 0 when a model reproduces each patch's mean amplitude but none of
   its structure, which a stitched SSIM or MAE alone does not tell apart from a poor fit.
+* :func:`target_gaps`: patch-level minus stitched SSIM per channel
+  (``patch_minus_stitched_amp_ssim``, ``patch_minus_stitched_phase_ssim``). Near 0 when stitching
+  is sound; large and positive when good patches were reassembled wrongly (collapsed offsets, a
+  clipping canvas), which is also the case where patch-level metrics alone would hide the failure.
+* :func:`placed_weight_share`: the share of the placement weight of all stitched patches that
+  landed on the canvas (``sum(coverage) / (n * sum(w))``): 1 when nothing is clipped, the kept
+  share for the older fixed canvas (``frame="legacy"``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from ptycho_dist.errors import EvaluationError
 from ptycho_dist.stitching import StitchResult, crop_bounds
 
 __all__ = ["support_box", "distinct_positions", "position_summary", "expected_footprint",
-           "coverage_share", "patch_statistics"]
+           "coverage_share", "patch_statistics", "target_gaps", "placed_weight_share"]
 
 
 def support_box(stitched: StitchResult) -> dict[str, float]:
@@ -161,3 +168,52 @@ def _mean_patch_correlation(p: np.ndarray, t: np.ndarray) -> float:
     if not ok.any():
         return float("nan")
     return float(np.mean((dp[ok] * dt[ok]).sum(axis=1) / (sp[ok] * st[ok])))
+
+
+def target_gaps(metrics_rows: list[dict[str, object]]) -> dict[str, float]:
+    """Patch-level minus stitched SSIM, per channel, from one evaluation's metric rows.
+
+    Parameters
+    ----------
+    metrics_rows : list of dict
+        Rows with ``target``, ``channel`` and ``ssim`` keys (:data:`.procedure.METRIC_KEYS`).
+
+    Returns
+    -------
+    dict
+        ``patch_minus_stitched_amp_ssim`` and ``patch_minus_stitched_phase_ssim`` for every channel
+        that has both a ``"patch"`` and a ``"stitched"`` row (NaN when either SSIM is NaN); empty
+        when one target is missing.
+    """
+    ssim: dict[tuple[object, object], float] = {}
+    for r in metrics_rows:
+        value = r.get("ssim")
+        ssim[(r.get("target"), r.get("channel"))] = float(value) if isinstance(value, (int, float)) else float("nan")
+    out: dict[str, float] = {}
+    for channel, short in (("amplitude", "amp"), ("phase", "phase")):
+        if ("patch", channel) in ssim and ("stitched", channel) in ssim:
+            out[f"patch_minus_stitched_{short}_ssim"] = ssim[("patch", channel)] - ssim[("stitched", channel)]
+    return out
+
+
+def placed_weight_share(coverage: np.ndarray, n_patches: int, weight_sum: float) -> float:
+    """Share of the placement weight of ``n_patches`` patches that the canvas kept.
+
+    Parameters
+    ----------
+    coverage : numpy.ndarray, float, shape (H', W')
+        The stitch's summed placement weights (:attr:`ptycho_dist.stitching.StitchResult.coverage`).
+    n_patches : int
+        Number of patches stitched (>= 1).
+    weight_sum : float
+        Sum of one patch's crop weights ``w`` (``M * M`` for uniform weights), > 0.
+
+    Returns
+    -------
+    float
+        ``sum(coverage) / (n_patches * weight_sum)``: 1 (to float32 rounding) when every
+        contribution landed on the canvas, less when a fixed canvas clipped some.
+    """
+    if n_patches < 1 or not weight_sum > 0:
+        raise EvaluationError(f"need n_patches >= 1 and weight_sum > 0, got {n_patches} and {weight_sum}")
+    return float(np.sum(coverage, dtype=np.float64) / (n_patches * float(weight_sum)))

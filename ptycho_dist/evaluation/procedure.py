@@ -117,7 +117,8 @@ def evaluate_reconstruction(
         True scan positions: the expected area for ``coverage_share`` is the union of their
         cropped footprints (else ``positions``' footprints, else the whole object).
     pred_patches, truth_patches : numpy.ndarray, optional
-        Predicted and true patches (k, N, N): add ``target="patch"`` rows and patch statistics.
+        Predicted and true patches (k, N, N): add ``target="patch"`` rows, patch statistics and
+        the patch-minus-stitched gaps (:func:`.diagnostics.target_gaps`).
     patch_crop : int, optional
         Central crop for the patch-level metrics (None = full patch).
 
@@ -157,6 +158,7 @@ def evaluate_reconstruction(
         rows += evaluate_patches(pred_patches, truth_patches, crop=patch_crop,
                                  constant_tolerance=constant_tolerance)
         diag.update(diagnostics.patch_statistics(pred_patches, truth_patches, structure_crop=stitched.crop))
+        diag.update(diagnostics.target_gaps(rows))
     return EvaluationResult(rows, {k: float(bias[k]) for k in BIAS_KEYS}, diag, aligned, region)
 
 

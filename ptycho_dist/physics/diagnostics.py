@@ -4,6 +4,11 @@ Canvas requirement. The older code stitched onto a fixed canvas of side ``N + (g
 10`` centred on the mean offset, whatever the scan extent; for a scan wider than that canvas most of
 the signal was clipped. :func:`canvas_requirement` reports the side that really holds every patch
 and the share of the patch energy the fixed canvas would keep, so the clipping is a number.
+
+Scanned fraction. A PINN reconstructs only the central ``N/2 x N/2`` window of each patch (its
+object is zero-padded outside it), so object pixels outside every position's central window are
+never reconstructed. :func:`scanned_fraction` is the share of the object's pixels inside at least
+one such window; a scan that leaves most of the object unscanned shows a value below 0.5.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import numpy as np
 from ptycho_dist.errors import PhysicsError
 from ptycho_dist.physics._checks import as_finite_array, check_positions
 
-__all__ = ["legacy_canvas_side", "canvas_requirement", "window_energy_share"]
+__all__ = ["legacy_canvas_side", "canvas_requirement", "window_energy_share", "scanned_fraction"]
 
 Scalar = float | int | bool | str
 
@@ -117,3 +122,54 @@ def canvas_requirement(positions: np.ndarray, n: int, *, gridsize: int,
     if object_shape is not None:
         out["canvas_fits_object"] = bool(height <= object_shape[0] and width <= object_shape[1])
     return out
+
+
+def scanned_fraction(positions: np.ndarray, object_shape: tuple[int, int], window: float) -> float:
+    """Share of the object's pixels inside the central ``window x window`` square of at least one
+    scan position (``window = N/2``: the region a PINN reconstructs).
+
+    Object pixel ``(r, c)`` is inside the window of position ``(x, y)`` when
+    ``x - window/2 <= c < x + window/2`` and ``y - window/2 <= r < y + window/2`` (for an integer
+    position and ``window = N/2`` these are exactly the object pixels under patch pixels
+    ``N/4 ... 3N/4 - 1``, the central window of :func:`ptycho_dist.physics.extract_patches`).
+    Windows are clipped to the object. Computed in O(k + H W) with a 2-D difference array.
+
+    Parameters
+    ----------
+    positions : ndarray, float, shape (k, 2)
+        (x, y) probe-centre positions in object pixels (k >= 1, finite).
+    object_shape : (int, int)
+        ``(H, W)`` of the object.
+    window : float
+        Side of the central window in pixels (> 0), typically ``N / 2``.
+
+    Returns
+    -------
+    float
+        Covered pixels / ``H * W``, in [0, 1].
+
+    Raises
+    ------
+    PhysicsError
+        Bad positions, a non-positive window or an empty object shape.
+    """
+    pos = check_positions(positions)
+    try:
+        h, w = (int(v) for v in object_shape)
+    except (TypeError, ValueError):
+        raise PhysicsError(f"object_shape must be (H, W) ints, got {object_shape!r}") from None
+    if h < 1 or w < 1:
+        raise PhysicsError(f"object_shape must be positive, got {object_shape!r}")
+    if not (np.isfinite(window) and window > 0):
+        raise PhysicsError(f"window must be a positive number of pixels, got {window!r}")
+    half = float(window) / 2.0
+    c0, c1 = _bounds(pos[:, 0] - half, pos[:, 0] + half, w)
+    r0, r1 = _bounds(pos[:, 1] - half, pos[:, 1] + half, h)
+    ok = (c1 > c0) & (r1 > r0)
+    diff = np.zeros((h + 1, w + 1), dtype=np.int64)
+    np.add.at(diff, (r0[ok], c0[ok]), 1)
+    np.add.at(diff, (r0[ok], c1[ok]), -1)
+    np.add.at(diff, (r1[ok], c0[ok]), -1)
+    np.add.at(diff, (r1[ok], c1[ok]), 1)
+    count = diff.cumsum(axis=0).cumsum(axis=1)[:h, :w]
+    return float(np.count_nonzero(count) / (h * w))

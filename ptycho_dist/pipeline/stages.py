@@ -14,18 +14,24 @@ import numpy as np
 
 from ptycho_dist import grouping, physics
 from ptycho_dist.errors import SpecError
-from ptycho_dist.evaluation import evaluate_reconstruction
-from ptycho_dist.physics.diagnostics import canvas_requirement
+from ptycho_dist.evaluation import (
+    evaluate_patches,
+    evaluate_reconstruction,
+    patch_statistics,
+    placed_weight_share,
+    position_summary,
+)
+from ptycho_dist.physics.diagnostics import canvas_requirement, legacy_canvas_side, scanned_fraction
 from ptycho_dist.physics.dose import scale_from_mean_energy
 from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
-from ptycho_dist.stitching import StitchResult, stitch
+from ptycho_dist.stitching import StitchResult, crop_bounds, stitch
 from ptycho_dist.storage.datasets import load_npz_dataset
 from ptycho_dist.storage.inputs import load_npz_probe, load_user_array
 from ptycho_dist.storage.outputs import Evaluation, Groups, Prediction, Reconstruction, SimulatedData
 from ptycho_dist.study import Scenario, StageTask, derive_seed
 
 __all__ = ["make_object", "make_probe", "make_positions", "absolute_positions", "simulate_stage", "group_stage",
-           "oracle_stage", "stitch_stage", "evaluate_stage"]
+           "oracle_stage", "stitch_stage", "evaluate_stage", "stitched_positions", "stitch_weights"]
 
 
 def make_object(s: Scenario, rng: np.random.Generator) -> np.ndarray:
@@ -137,14 +143,19 @@ def measured_data(s: Scenario) -> tuple[SimulatedData, dict[str, Any]]:
                         has_truth=ds.object is not None)
     diag = {"probe_normalization_factor": float(factor), "dose_scale": scale, "dose_scale_from": source,
             "mean_total_counts": float(counts.sum(axis=(1, 2), dtype=np.float64).mean()),
-            "n_patterns": int(len(ds.positions)), "data_source": "npz", **physics.probe_statistics(probe)}
+            "n_patterns": int(len(ds.positions)), "data_source": "npz",
+            "scanned_fraction": scanned_fraction(ds.positions, obj.shape, n / 2), **physics.probe_statistics(probe)}
     return out, diag
 
 
 def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     """Object, probe, positions, Poisson counts and the true patches of one dataset of a scenario: a
     training object, or a held-out test object scanned with ``data.test_scan`` (or, for
-    ``data.source = "npz"``, the measured data of a file: :func:`measured_data`)."""
+    ``data.source = "npz"``, the measured data of a file: :func:`measured_data`).
+
+    Diagnostics include ``scanned_fraction``: the share of the object's pixels inside the central
+    N/2 x N/2 window of at least one scan position (the region a PINN reconstructs).
+    """
     s = task.scenario
     if s.data.source == "npz":
         out, diag = measured_data(s)
@@ -161,6 +172,7 @@ def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
                         probe_factor=float(factor), has_truth=True)
     diag = {"probe_normalization_factor": float(factor), "dose_scale": float(sim.scale),
             "mean_total_counts": float(sim.mean_total_counts), "n_patterns": int(positions.shape[0]),
+            "scanned_fraction": scanned_fraction(positions, obj.shape, s.probe.n / 2),
             **physics.probe_statistics(probe)}
     return StageResult(out, {"diagnostics": diag_rows("simulate", diag)})
 
@@ -192,25 +204,44 @@ def oracle_stage(ctx: StageContext, task: StageTask) -> StageResult:
 
 
 def stitch_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Stitch the predicted patches at their absolute positions onto the object's grid."""
+    """Stitch the predicted patches at their absolute positions onto the object's grid.
+
+    Fault switches (docs/faults.md): ``faults.collapse_offsets`` stitches every patch at the first
+    group's centre (:func:`stitched_positions`); ``faults.legacy_canvas`` stitches onto the older fixed
+    padded canvas (frame ``"legacy"``, side N + (gridsize - 1) * 4 + 10, centred on the mean position),
+    dropping what falls outside it, whatever ``stitch.frame`` says.
+    """
     s = task.scenario
     sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
     patches = ctx.read(task, "prediction", Prediction).patches
-    weights = np.abs(sim.probe) ** 2 if s.stitch.weights == "probe" else None
-    shape = sim.object.shape if s.stitch.frame == "object" else None
-    res = stitch(patches, absolute_positions(groups), crop=s.stitch.crop, frame=s.stitch.frame, shape=shape,
-                 weights=weights)
+    positions = stitched_positions(s, groups)
+    weights = stitch_weights(s, sim)
+    if s.faults.legacy_canvas:
+        res = stitch(patches, positions, crop=s.stitch.crop, frame="legacy", weights=weights,
+                     side=legacy_canvas_side(sim.probe.shape[0], s.grouping.gridsize))
+    else:
+        shape = sim.object.shape if s.stitch.frame == "object" else None
+        res = stitch(patches, positions, crop=s.stitch.crop, frame=s.stitch.frame, shape=shape, weights=weights)
     return StageResult(Reconstruction(canvas=res.canvas, coverage=res.coverage,
                                       origin=[float(v) for v in res.origin], crop=res.crop, frame=res.frame))
 
 
 def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Metrics, bias and diagnostics of the stitched object (and patch-level metrics) vs the truth."""
+    """Metrics, bias and diagnostics of the stitched object (and patch-level metrics) vs the truth.
+
+    Diagnostics added here (docs/faults.md): ``evaluated_stitched`` (1 when ``stitched`` metric rows
+    were written, else 0), ``stitch_kept_weight_share`` (share of the stitched patches' placement
+    weight the canvas kept: 1 unless a fixed canvas clipped), and the position figures of the
+    positions the stitch really used (``n_distinct_positions`` is 1 for collapsed offsets).
+    With ``faults.patch_only_evaluation`` only ``patch`` metric rows are written, and no bias row
+    (the bias figures describe the stitched object, which is then not evaluated).
+    """
     s = task.scenario
     sim, groups = ctx.read(task, "data", SimulatedData), ctx.read(task, "groups", Groups)
     if not sim.has_truth:  # measured data without a known object: nothing to compare with
         return StageResult(Evaluation(metrics=[], bias=[]),
-                           {"diagnostics": diag_rows("evaluate", {"truth_available": False})})
+                           {"diagnostics": diag_rows("evaluate", {"truth_available": False,
+                                                                  "evaluated_stitched": 0})})
     recon = ctx.read(task, "reconstruction", Reconstruction)
     stitched = StitchResult(canvas=recon.canvas, coverage=recon.coverage,
                             origin=np.asarray(recon.origin, dtype=np.float64), crop=int(recon.crop),
@@ -220,15 +251,51 @@ def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     window = (..., slice(n // 4, n // 4 + n // 2), slice(n // 4, n // 4 + n // 2))
     truth_patches = sim.truth_patches[groups.indices][window]
     pred_patches = ctx.read(task, "prediction", Prediction).patches[window]
+    positions = stitched_positions(s, groups).reshape(-1, 2)
+    kept = {"stitch_kept_weight_share": _kept_share(stitched, groups.indices.size, s, sim)}
+    diag: dict[str, float | int | str]
+    if s.faults.patch_only_evaluation:
+        metrics = evaluate_patches(pred_patches, truth_patches)
+        diag = {"evaluated_stitched": 0, **position_summary(positions), **kept,
+                **patch_statistics(pred_patches, truth_patches, structure_crop=stitched.crop)}
+        return StageResult(Evaluation(metrics=metrics, bias=[]),
+                           {"metrics": metrics, "diagnostics": diag_rows("evaluate", diag)})
     ev = s.evaluation
     result = evaluate_reconstruction(
         stitched, sim.object, border=ev.border, illumination_threshold=ev.illumination_threshold,
         register=ev.registration, phase_ramp=ev.phase_ramp,
-        positions=absolute_positions(groups).reshape(-1, 2), reference_positions=sim.positions,
+        positions=positions, reference_positions=sim.positions,
         pred_patches=pred_patches, truth_patches=truth_patches)
-    rows = {"metrics": result.metrics_rows, "bias": [result.bias_row],
-            "diagnostics": diag_rows("evaluate", result.diagnostics)}
+    diag = {"evaluated_stitched": 1, **result.diagnostics, **kept}
+    rows = {"metrics": result.metrics_rows, "bias": [result.bias_row], "diagnostics": diag_rows("evaluate", diag)}
     return StageResult(Evaluation(metrics=result.metrics_rows, bias=[result.bias_row]), rows)
+
+
+def stitched_positions(s: Scenario, groups: Groups) -> np.ndarray:
+    """Positions (B, C, 2) at which the stitch stage places every member's patch.
+
+    The members' absolute positions (:func:`absolute_positions`), or, with ``faults.collapse_offsets``,
+    the first group's centre for every member of every group (offsets broadcast or lost before
+    reassembly). The evaluate stage uses the same positions for its position diagnostics.
+    """
+    positions = absolute_positions(groups)
+    if s.faults.collapse_offsets:
+        return np.broadcast_to(groups.centers[0], positions.shape).copy()
+    return positions
+
+
+def stitch_weights(s: Scenario, sim: SimulatedData) -> np.ndarray | None:
+    """The stitch's placement weights: the probe intensity (N, N) float for ``stitch.weights = "probe"``,
+    else None (uniform)."""
+    return np.abs(sim.probe) ** 2 if s.stitch.weights == "probe" else None
+
+
+def _kept_share(stitched: StitchResult, n_patches: int, s: Scenario, sim: SimulatedData) -> float:
+    """``stitch_kept_weight_share`` of a reconstruction (its coverage vs the weight that was placed)."""
+    weights = stitch_weights(s, sim)
+    start, m = crop_bounds(sim.probe.shape[0], stitched.crop)
+    weight_sum = float(m * m) if weights is None else float(weights[start:start + m, start:start + m].sum())
+    return placed_weight_share(stitched.coverage, n_patches, weight_sum)
 
 
 def absolute_positions(groups: Groups) -> np.ndarray:

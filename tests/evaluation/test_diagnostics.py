@@ -11,8 +11,10 @@ from ptycho_dist.evaluation.diagnostics import (
     distinct_positions,
     expected_footprint,
     patch_statistics,
+    placed_weight_share,
     position_summary,
     support_box,
+    target_gaps,
 )
 from ptycho_dist.stitching import stitch
 
@@ -91,3 +93,28 @@ def test_bad_positions_and_patches_raise():
         distinct_positions(np.zeros((4, 3)))
     with pytest.raises(EvaluationError, match="share a"):
         patch_statistics(np.zeros((2, 4, 4)), np.zeros((3, 4, 4)))
+
+
+def _row(target, channel, ssim):
+    return {"target": target, "channel": channel, "ssim": ssim}
+
+
+def test_target_gaps_patch_minus_stitched_per_channel():
+    rows = [_row("stitched", "amplitude", 0.25), _row("stitched", "phase", 0.75),
+            _row("patch", "amplitude", 1.0), _row("patch", "phase", float("nan"))]
+    gaps = target_gaps(rows)
+    assert gaps["patch_minus_stitched_amp_ssim"] == pytest.approx(0.75)
+    assert np.isnan(gaps["patch_minus_stitched_phase_ssim"])
+    assert target_gaps(rows[:2]) == {}  # one target only: no gap
+    assert target_gaps([_row("patch", "amplitude", 1.0)]) == {}
+
+
+def test_placed_weight_share_is_one_unless_clipped(rng):
+    pos = rng.uniform(20, 60, size=(12, 2))
+    patches = np.ones((12, 16, 16), np.complex64)
+    full = stitch(patches, pos, crop=8)
+    assert placed_weight_share(full.coverage, 12, 64.0) == pytest.approx(1.0, rel=1e-6)
+    clipped = stitch(patches, pos, crop=8, frame="legacy", side=10)
+    assert placed_weight_share(clipped.coverage, 12, 64.0) < 0.5
+    with pytest.raises(EvaluationError, match="n_patches >= 1"):
+        placed_weight_share(full.coverage, 0, 64.0)

@@ -159,6 +159,24 @@ def test_collapsed_positions_show_in_diagnostics(rng):
     assert diag["coverage_share"] < 0.1
 
 
+def test_patch_minus_stitched_gap_catches_good_patches_badly_stitched(rng):
+    truth = smooth_object(rng)
+    true_pos = rng.uniform(16, 79, size=(100, 2))
+    patches = extract(truth, true_pos, 32)
+    broadcast = np.broadcast_to(np.array([48.0, 48.0]), true_pos.shape)
+    good = evaluate_reconstruction(stitch(patches, true_pos, crop=20, shape=truth.shape), truth,
+                                   pred_patches=patches, truth_patches=patches)
+    bad = evaluate_reconstruction(stitch(patches, broadcast, crop=20, shape=truth.shape), truth,
+                                  pred_patches=patches, truth_patches=patches)
+    assert abs(good.diagnostics["patch_minus_stitched_amp_ssim"]) < 0.02
+    assert bad.diagnostics["patch_minus_stitched_amp_ssim"] > 0.3
+    rows = _rows(bad)
+    assert bad.diagnostics["patch_minus_stitched_amp_ssim"] == pytest.approx(
+        rows[("patch", "amplitude")]["ssim"] - rows[("stitched", "amplitude")]["ssim"])
+    only_stitched = evaluate_reconstruction(stitch(patches, true_pos, crop=20, shape=truth.shape), truth)
+    assert "patch_minus_stitched_amp_ssim" not in only_stitched.diagnostics  # one target: no gap
+
+
 def test_canvas_larger_than_truth_counts_outside_pixels(rng):
     truth = smooth_object(rng, (40, 40))
     big = np.full((50, 50), np.nan + 0j, np.complex64)

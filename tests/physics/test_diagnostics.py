@@ -9,6 +9,7 @@ from ptycho_dist.errors import PhysicsError
 from ptycho_dist.physics.diagnostics import (
     canvas_requirement,
     legacy_canvas_side,
+    scanned_fraction,
     window_energy_share,
 )
 from ptycho_dist.physics.probes import disk_probe
@@ -73,3 +74,44 @@ def test_single_patch_fully_kept_with_probe_weight() -> None:
 def test_requirement_errors(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(PhysicsError, match=message):
         canvas_requirement(np.array([[50.0, 50.0]]), 64, **kwargs)  # type: ignore[arg-type]
+
+
+# --- scanned_fraction: the share of the object inside the central N/2 window of some position ---
+
+def _painted_scanned(positions: np.ndarray, shape: tuple[int, int], window: float) -> float:
+    """Brute force over every pixel."""
+    rows, cols = np.mgrid[0:shape[0], 0:shape[1]]
+    hit = np.zeros(shape, dtype=bool)
+    for x, y in positions:
+        hit |= ((x - window / 2 <= cols) & (cols < x + window / 2)
+                & (y - window / 2 <= rows) & (rows < y + window / 2))
+    return float(hit.mean())
+
+
+def test_scanned_fraction_one_integer_position_is_one_central_window():
+    # N = 32: the central window of a patch at (40, 30) is rows 22..37, columns 32..47
+    assert scanned_fraction(np.array([[40.0, 30.0]]), (100, 80), 16) == pytest.approx(16 * 16 / 8000)
+
+
+def test_scanned_fraction_matches_brute_force_and_clips_at_the_border(rng):
+    pos = np.concatenate([rng.uniform(-5, 70, size=(40, 2)), [[0.3, 0.7], [63.5, 47.25]]])
+    for window in (8, 16, 7.5):
+        assert scanned_fraction(pos, (48, 64), window) == pytest.approx(_painted_scanned(pos, (48, 64), window))
+
+
+def test_scanned_fraction_full_and_partial_grid():
+    full = np.stack(np.meshgrid(np.arange(8, 64, 16.0), np.arange(8, 64, 16.0)), -1).reshape(-1, 2)
+    assert scanned_fraction(full, (64, 64), 16) == 1.0  # windows tile the object
+    assert scanned_fraction(full[:4], (64, 64), 16) == pytest.approx(0.25)  # one row of four: mostly unscanned
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.zeros((0, 2)), (10, 10), 4), "must not be empty"),
+    ((np.zeros((3, 3)), (10, 10), 4), r"shape \(n, 2\)"),
+    ((np.zeros((3, 2)), (0, 10), 4), "object_shape must be positive"),
+    ((np.zeros((3, 2)), (10, 10), 0), "window must be a positive"),
+    ((np.zeros((3, 2)), "big", 4), "object_shape must be"),
+])
+def test_scanned_fraction_bad_input(args, message):
+    with pytest.raises(PhysicsError, match=message):
+        scanned_fraction(*args)

@@ -77,7 +77,7 @@ def test_without_object_guess_there_is_no_truth_and_no_metric(tmp_path: Path) ->
     assert got.scale == pytest.approx(np.sqrt(1e9 / np.sum(np.abs(sim.probe) ** 2)), rel=1e-5)
     assert outcomes[-1].rows.get("metrics", []) == []
     diag = {r["name"]: r["value"] for r in outcomes[-1].rows["diagnostics"]}
-    assert diag == {"truth_available": 0.0}
+    assert diag == {"truth_available": 0.0, "evaluated_stitched": 0.0}
 
 
 @pytest.mark.parametrize(("drop", "probe_n", "message"), [
