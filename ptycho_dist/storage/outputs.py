@@ -225,7 +225,7 @@ class Reconstruction(StageOutput):
     crop: int
     """Central crop of each patch that was stitched (N when none)."""
     frame: str
-    """``object`` or ``centered`` (StitchSpec.frame)."""
+    """``object``, ``centered`` (StitchSpec.frame) or ``legacy`` (the older fixed canvas: faults.legacy_canvas)."""
 
 
 @dataclass(frozen=True)

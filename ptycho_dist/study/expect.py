@@ -7,7 +7,7 @@ A study file states what its run must show::
     description = "the faulty arm stitches every patch at one position"
     query = '''select s.faults_collapse_offsets as collapsed, d.value
                from scenarios s join diagnostics d using (scenario_id)
-               where d.name = 'distinct_stitched_positions' and s.faults_collapse_offsets'''
+               where d.name = 'n_distinct_positions' and s.faults_collapse_offsets'''
     condition = "= 1"
 
 The query runs on the finished run (every table is a DuckDB view, as in ``ptycho-dist query``).

@@ -109,7 +109,7 @@ class StageDef:
 _PRED = ("oracle", "infer")
 
 REGISTRY: tuple[StageDef, ...] = (
-    StageDef("simulate", 1, (), "simulated", "data", "cpu", "ptycho_dist.pipeline.stages:simulate_stage",
+    StageDef("simulate", 2, (), "simulated", "data", "cpu", "ptycho_dist.pipeline.stages:simulate_stage",
              {"object": "object", "probe": "probe", "scan": "scan", "dose": "dose", "data_source": "data.source",
               "data_path": "data.path", "data_diffraction": "data.diffraction",
               "data_n_patterns": "data.n_patterns", "seed": "seed", "replicate": "replicate"},
@@ -138,7 +138,7 @@ REGISTRY: tuple[StageDef, ...] = (
              {"stitch": "stitch", "collapse_offsets": "faults.collapse_offsets",
               "legacy_canvas": "faults.legacy_canvas"},
              doc="the predicted patches stitched onto the object's pixel grid"),
-    StageDef("evaluate", 3, (Input("reconstruction", ("stitch",)), Input("data", ("simulate",)),
+    StageDef("evaluate", 4, (Input("reconstruction", ("stitch",)), Input("data", ("simulate",)),
                              Input("groups", ("group",)), Input("prediction", _PRED)),
              "evaluation", "arm", "cpu", "ptycho_dist.pipeline.stages:evaluate_stage",
              {"evaluation": "evaluation", "patch_only": "faults.patch_only_evaluation"},

@@ -403,7 +403,8 @@ class StitchSpec(SpecModel):
     crop: int | None = Field(default=20, ge=1)
     """Central crop M of each patch; None uses the full patch."""
     frame: Literal["object", "centered"] = "object"
-    """``object``: the object's pixel grid, never clipped; ``centered``: the older code's layout."""
+    """``object``: the object's pixel grid, never clipped; ``centered``: the older code's layout, centred on
+    the mean position and sized to hold every patch (the clipping fixed size is faults.legacy_canvas)."""
     weights: Literal["uniform", "probe"] = "uniform"
     """Per-pixel weights of a patch: uniform or probe intensity."""
 
@@ -485,7 +486,8 @@ class FaultsSpec(SpecModel):
     legacy_canvas: bool = False
     """Stitch onto the older fixed padded canvas, side N + (gridsize - 1) * 4 + 10 centred on the mean
     position, and drop what falls outside it: a scan wider than that canvas loses most of its
-    signal (the ``legacy_canvas_energy_share`` diagnostic says how much the canvas keeps)."""
+    signal (the ``canvas_fixed_energy_share`` diagnostic says how much such a canvas keeps,
+    ``stitch_kept_weight_share`` what the stitch kept)."""
     relative_sign: Literal[1, -1] = 1
     """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
     this project's convention; -1 reproduces the older code's negated offsets (a sign fork between

@@ -11,11 +11,12 @@ from ptycho_dist.study.spec import DoseSpec, GroupingSpec, ModelSpec
 
 
 def test_pinned_key_value() -> None:
-    # A change here means every stored output of every user is invalidated: bump STAGE_VERSIONS instead.
+    # A change here means every stored output of every user is invalidated: bump STAGE_VERSIONS instead
+    # (simulate is at version 2 since it records scanned_fraction).
     key = stage_key("simulate", {"dose": {"nphotons": 1e9, "noise": True}, "seed": 3})
-    assert key == "303e16d19caba916be50c490c576ab25ad103b28faa018db451df0985586951a"
+    assert key == "fd17fbf777d718196817eaa8017a2ed1e14d742260fa6f4b67661836351289b1"
     # the same digest from the documented payload, computed independently of stage_key
-    payload = b'{"spec":{"dose":{"noise":true,"nphotons":1000000000.0},"seed":3},"stage":"simulate","upstream":[],"version":1}'
+    payload = b'{"spec":{"dose":{"noise":true,"nphotons":1000000000.0},"seed":3},"stage":"simulate","upstream":[],"version":2}'
     assert hashlib.sha256(payload).hexdigest() == key
 
 
