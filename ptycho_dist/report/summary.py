@@ -212,6 +212,12 @@ def render_status(run: Results) -> Group:
         for r in failed:
             table.add_row(r["scenario_id"], r["status"], r["failed_stage"] or "", r["error"] or "")
         parts.append(table)
+    flagged = [r for r in rows if r.get("flags")]
+    if flagged:
+        table = Table("scenario", "arm", "flags", title="ok but flagged (quality flags)")
+        for r in flagged:
+            table.add_row(r["scenario_id"], r["model_backend"], r["flags"])
+        parts.append(table)
     return Group(*parts)
 
 
