@@ -440,7 +440,7 @@ class IterativeSpec(SpecModel):
     DM project the measured amplitudes, which is the Gaussian model)."""
     step_size: float | None = Field(default=None, gt=0)
     """Object step: LSQML's scaler of the optimal step (pty-chi's default 0.9), the PIE family's
-    alpha (default 0.1 for PIE/ePIE, 1.0 for rPIE here); None keeps the default. DM takes none."""
+    alpha (None: 1.0 for ePIE and rPIE, the full step, and pty-chi's 0.1 for PIE). DM takes none."""
     subpixel: Literal["fourier", "bilinear"] = "fourier"
     """How pty-chi applies the sub-pixel part of a position: the probe is shifted by a Fourier (or
     bilinear) shift against the object patch at the rounded position."""

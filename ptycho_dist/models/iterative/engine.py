@@ -31,10 +31,15 @@ from ptycho_dist.models.iterative.conventions import (
 from ptycho_dist.models.torchvision_compat import ensure_torchvision_importable
 from ptycho_dist.study.spec import IterativeSpec
 
-__all__ = ["IterativeResult", "reconstruct", "DEFAULT_BATCH_SIZE", "engine_versions"]
+__all__ = ["IterativeResult", "reconstruct", "DEFAULT_BATCH_SIZE", "DM_CHUNK", "PIE_ALPHA", "engine_versions"]
 
 #: positions per update when ``iterative.batch_size`` is None (capped at the number of positions)
 DEFAULT_BATCH_SIZE = 32
+#: scan points per chunk of DM's exit-wave update (pty-chi's default, 1, is a Python loop per point)
+DM_CHUNK = 128
+#: object step alpha of the PIE family when ``iterative.step_size`` is None: the full step of ePIE
+#: (Maiden & Rodenburg 2009) and rPIE (Maiden et al. 2017, alpha in [0, 1]); PIE keeps pty-chi's 0.1
+PIE_ALPHA = {"rpie": 1.0, "epie": 1.0}
 _OPTIONS = {"lsqml": "LSQMLOptions", "rpie": "RPIEOptions", "epie": "EPIEOptions", "pie": "PIEOptions",
             "dm": "DMOptions"}
 
@@ -115,7 +120,9 @@ def _options(api: Any, spec: IterativeSpec, *, n_positions: int, seed: int, gpu:
     r.default_device = api.Devices.GPU if gpu else api.Devices.CPU
     r.random_seed = seed
     r.displayed_loss_function = api.LossFunctions.MSE_SQRT
-    if spec.algorithm != "dm":
+    if spec.algorithm == "dm":
+        r.chunk_length = min(n_positions, DM_CHUNK)  # pty-chi's default 1 loops position by position
+    else:
         r.batch_size = min(spec.batch_size or DEFAULT_BATCH_SIZE, n_positions)
     if spec.algorithm == "lsqml":
         r.noise_model = api.NoiseModels.POISSON if spec.noise_model == "poisson" else api.NoiseModels.GAUSSIAN
@@ -123,7 +130,7 @@ def _options(api: Any, spec: IterativeSpec, *, n_positions: int, seed: int, gpu:
         if spec.step_size is not None:
             opts.object_options.optimal_step_size_scaler = spec.step_size
     elif spec.algorithm in ("rpie", "epie", "pie"):
-        default = 1.0 if spec.algorithm == "rpie" else opts.object_options.alpha
+        default = PIE_ALPHA.get(spec.algorithm, opts.object_options.alpha)
         opts.object_options.alpha = spec.step_size if spec.step_size is not None else default
     o = opts.object_options
     o.optimizable = True
