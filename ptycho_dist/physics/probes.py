@@ -422,15 +422,16 @@ def perturbed_probe(probe: np.ndarray, *, relative_error: float, smoothing: floa
                     rng: np.random.Generator | int | None = None) -> np.ndarray:
     """The probe plus a smooth random complex error of a given relative size (a starting guess).
 
-    ``P0 = P + e ||P|| D / ||D||`` with ``D = g * (|P| / max |P|)``, ``g`` complex white noise
-    smoothed by a Gaussian of ``smoothing`` pixels: the error lives where the probe does, and
-    ``||P0 - P|| / ||P|| = e`` exactly.
+    ``P0 = P + a ||P|| D / ||D||`` with ``D`` the part orthogonal to ``P`` of ``g |P| / max |P|``,
+    ``g`` complex white noise smoothed by a Gaussian of ``smoothing`` pixels (the error lives where
+    the probe does), and ``a = e / sqrt(1 - e^2)`` so that the error after the best complex scalar,
+    :func:`probe_relative_error` ``(P0, P)``, is exactly ``e``.
 
     Parameters
     ----------
     probe : ndarray, complex, shape (N, N)
     relative_error : float
-        ``e >= 0``; 0 returns a copy of the probe.
+        ``0 <= e < 1``; 0 returns a copy of the probe.
     smoothing : float, optional
         Width in pixels of the Gaussian that smooths the noise.
     rng : numpy.random.Generator, int or None
@@ -440,17 +441,20 @@ def perturbed_probe(probe: np.ndarray, *, relative_error: float, smoothing: floa
     ndarray, complex64, shape (N, N)
     """
     p = as_finite_array(probe, name="probe", ndim=2).astype(np.complex128)
-    if not relative_error >= 0 or not math.isfinite(relative_error):
-        raise PhysicsError(f"relative_error must be finite and >= 0, got {relative_error!r}")
+    if not 0 <= relative_error < 1:
+        raise PhysicsError(f"relative_error must be in [0, 1), got {relative_error!r}")
     gen = np.random.default_rng(rng)
     noise = gen.standard_normal(p.shape) + 1j * gen.standard_normal(p.shape)
     smooth = ndimage.gaussian_filter(noise.real, smoothing) + 1j * ndimage.gaussian_filter(noise.imag, smoothing)
-    weight = np.abs(p) / max(float(np.abs(p).max()), 1e-300)
-    d = smooth * weight
+    d = smooth * np.abs(p) / max(float(np.abs(p).max()), 1e-300)
+    pp = float(np.vdot(p, p).real)
+    if pp > 0:
+        d = d - np.vdot(p, d) / pp * p
     norm_d = float(np.linalg.norm(d))
     if relative_error == 0 or norm_d == 0:
         return p.astype(np.complex64)
-    return (p + relative_error * float(np.linalg.norm(p)) * d / norm_d).astype(np.complex64)
+    a = relative_error / math.sqrt(1.0 - relative_error**2)
+    return (p + a * math.sqrt(pp) * d / norm_d).astype(np.complex64)
 
 
 def probe_relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:

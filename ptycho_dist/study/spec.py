@@ -422,8 +422,9 @@ class IterativeSpec(SpecModel):
     probe_init: Literal["true", "perturbed", "file"] = "true"
     """Starting probe: the data's true probe, the true probe with a smooth random error of relative
     size ``probe_error`` (seeded), or the complex (N, N) array of ``probe_path``."""
-    probe_error: float = Field(default=0.3, gt=0, le=2)
-    """Relative error ||P0 - P|| / ||P|| of the perturbed starting probe (``probe_init = "perturbed"``)."""
+    probe_error: float = Field(default=0.3, gt=0, lt=1)
+    """Relative error of the perturbed starting probe (``probe_init = "perturbed"``) after the best
+    complex scalar, min_c ||c P0 - P|| / ||P|| (the ``iterative_probe_error`` diagnostic's measure)."""
     probe_path: str | None = None
     """.npy/.npz with the starting probe, complex (N, N) (``probe_init = "file"``), in the data's
     normalization (the arm scales it by s/N like the true probe)."""
