@@ -56,7 +56,7 @@ def ensure_torchvision_importable() -> TorchvisionStatus:
         ``guarded``: it does not, and the operator schemas were declared (module docstring).
     """
     if "status" in _STATE:
-        return _STATE["status"]  # type: ignore[no-any-return]
+        return _STATE["status"]
     if "torchvision" in sys.modules:
         _STATE["status"] = "imported"
         return "imported"
@@ -75,4 +75,4 @@ def ensure_torchvision_importable() -> TorchvisionStatus:
         _STATE["status"] = "guarded"
     else:
         _STATE["status"] = "native"
-    return _STATE["status"]  # type: ignore[no-any-return]
+    return _STATE["status"]

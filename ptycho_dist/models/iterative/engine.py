@@ -214,10 +214,13 @@ def reconstruct(counts: np.ndarray, positions: np.ndarray, probe: np.ndarray, *,
                 opts, diffraction_data=c, object_data=np.ones((1, h + 2 * OBJECT_PAD, w + 2 * OBJECT_PAD), np.complex64),
                 probe_data=_initial_probe(probe, spec, scale), probe_position_x_px=px, probe_position_y_px=py)
             task.run()
-            obj = task.get_data_to_cpu("object", as_numpy=True)[0]
-            engine_probe = task.get_data_to_cpu("probe", as_numpy=True)[0]
-            final = from_ptychi_positions(task.get_probe_positions_y(as_numpy=True).astype(np.float64),
-                                          task.get_probe_positions_x(as_numpy=True).astype(np.float64), object_shape)
+            obj = np.asarray(task.get_data_to_cpu("object", as_numpy=True))[0]
+            engine_probe = np.asarray(task.get_data_to_cpu("probe", as_numpy=True))[0]
+            final = from_ptychi_positions(np.asarray(task.get_probe_positions_y(as_numpy=True), np.float64),
+                                          np.asarray(task.get_probe_positions_x(as_numpy=True), np.float64),
+                                          object_shape)
+            if task.reconstructor is None:  # pragma: no cover - built by the constructor
+                raise ModelError("pty-chi built no reconstructor")
             table = task.reconstructor.loss_tracker.table
             losses = [float(v) for v in table["loss"]]
         finally:
