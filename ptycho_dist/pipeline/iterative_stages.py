@@ -88,7 +88,8 @@ def iterative_stage(ctx: StageContext, task: StageTask) -> StageResult:
     final = result.history[-1]["data_error"] if result.history else float("nan")
     floor = data_error_floor(sim) if sim.has_truth else float("nan")
     diag: dict[str, Any] = {
-        "iterative_seconds": result.seconds, "iterative_device": result.device,
+        "iterative_seconds": result.seconds, "iterative_cpu_seconds": result.cpu_seconds,
+        "iterative_device": result.device,
         "iterative_iterations": len(result.history), "iterative_data_error": final,
         "iterative_data_error_truth": floor,
         "iterative_data_error_ratio": final / floor if s.dose.noise and floor > 0 else float("nan"),

@@ -91,7 +91,8 @@ def test_non_finite_reconstruction_is_diverged(tmp_path: Path, monkeypatch: pyte
         result = real(*args, **{**kwargs, "spec": kwargs["spec"].model_copy(update={"iterations": 2})})
         history = [{"iteration": 0, "data_error": 1.0}, {"iteration": 1, "data_error": float("nan")}]
         return engine.IterativeResult(object=result.object * np.nan, probe=result.probe, positions=result.positions,
-                                      history=history, seconds=result.seconds, device=result.device, log=result.log,
+                                      history=history, seconds=result.seconds, cpu_seconds=result.cpu_seconds,
+                                      device=result.device, log=result.log,
                                       diverged_iteration=1)
 
     monkeypatch.setattr(engine, "reconstruct", blow_up)
