@@ -67,7 +67,11 @@ def _history(result: Any) -> list[dict[str, Any]]:
 
 
 def iterative_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Reconstruct the object with pty-chi; the masked reconstruction, history and diagnostics."""
+    """Reconstruct the object with pty-chi; the masked reconstruction, history and diagnostics.
+
+    The data's probe energy (the incident flux, known in an experiment from the direct beam) fixes
+    the object-probe scale of a refined probe (:func:`~ptycho_dist.models.iterative.engine.reconstruct`).
+    """
     from ptycho_dist.models.iterative.engine import engine_versions, reconstruct
 
     s = task.scenario
@@ -76,7 +80,8 @@ def iterative_stage(ctx: StageContext, task: StageTask) -> StageResult:
     rng = np.random.default_rng(seed)
     probe0, pos0 = starting_probe(s, sim, rng), starting_positions(s, sim, rng)
     result = reconstruct(sim.counts, pos0, probe0, object_shape=sim.object.shape, scale=sim.scale,
-                         spec=s.iterative, seed=seed % (2**31))
+                         spec=s.iterative, seed=seed % (2**31),
+                         probe_energy=float(np.sum(np.abs(sim.probe.astype(np.complex128)) ** 2)))
     ctx.layout.write_engine_log(task.stage, task.key, result.log)
     n = sim.probe.shape[0]
     cover = stitch(np.ones((len(sim.positions), n, n), np.complex64), sim.positions, crop=s.stitch.crop,

@@ -76,10 +76,12 @@ def test_iterative_arm_end_to_end(tmp_path: Path, capfd: pytest.CaptureFixture[s
 
 def test_perturbed_probe_is_refined(tmp_path: Path) -> None:
     s = _scenario(30, 'refine_probe = true\nprobe_init = "perturbed"\nprobe_error = 0.3')
-    it = _by_stage(run_scenario_inline(StageContext(tmp_path / "run"), s))["iterative"]
-    diag = {r["name"]: r["value"] for r in it.rows["diagnostics"]}
+    out = _by_stage(run_scenario_inline(StageContext(tmp_path / "run"), s))
+    diag = {r["name"]: r["value"] for r in out["iterative"].rows["diagnostics"]}
     assert diag["iterative_probe_error_initial"] == pytest.approx(0.3, rel=1e-4)
     assert diag["iterative_probe_error"] < 0.2
+    # the known probe power fixes the object-probe scale: no constant amplitude bias
+    assert out["evaluate"].rows["bias"][0]["ls_scale"] == pytest.approx(1.0, abs=0.1)
 
 
 def test_non_finite_reconstruction_is_diverged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

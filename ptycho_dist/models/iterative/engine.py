@@ -115,7 +115,8 @@ def engine_versions() -> dict[str, str]:
     return out
 
 
-def _options(api: Any, spec: IterativeSpec, *, n_positions: int, seed: int, gpu: bool) -> Any:
+def _options(api: Any, spec: IterativeSpec, *, n_positions: int, seed: int, gpu: bool,
+             probe_power: float) -> Any:
     """The pty-chi options object of ``spec`` (docs/conventions.md, "The iterative arm")."""
     opts = getattr(api, _OPTIONS[spec.algorithm])()
     opts.data_options.fft_shift = True
@@ -130,7 +131,7 @@ def _options(api: Any, spec: IterativeSpec, *, n_positions: int, seed: int, gpu:
         r.batch_size = min(spec.batch_size or DEFAULT_BATCH_SIZE, n_positions)
     if spec.algorithm == "lsqml":
         r.noise_model = api.NoiseModels.POISSON if spec.noise_model == "poisson" else api.NoiseModels.GAUSSIAN
-        r.rescale_probe_intensity_in_first_epoch = spec.refine_probe
+        r.rescale_probe_intensity_in_first_epoch = False  # the probe power is known (below)
         if spec.step_size is not None:
             opts.object_options.optimal_step_size_scaler = spec.step_size
     elif spec.algorithm in ("rpie", "epie", "pie"):
@@ -140,8 +141,16 @@ def _options(api: Any, spec: IterativeSpec, *, n_positions: int, seed: int, gpu:
     o.optimizable = True
     o.patch_interpolation_method = (api.PatchInterpolationMethods.BILINEAR if spec.subpixel == "bilinear"
                                     else api.PatchInterpolationMethods.FOURIER)
-    o.remove_object_probe_ambiguity.enabled = spec.refine_probe
+    # A refined probe and the object share a scale (P O = (a P)(O / a)). The probe's total intensity,
+    # the incident flux, is taken as known (a direct-beam measurement gives it): pty-chi's power
+    # constraint holds the probe at that power after every iteration and scales the object inversely.
+    # Its default alternative (object mean transmission 1) would bias every object that absorbs.
+    o.remove_object_probe_ambiguity.enabled = False
     opts.probe_options.optimizable = spec.refine_probe
+    if spec.refine_probe:
+        opts.probe_options.power_constraint.enabled = True
+        opts.probe_options.power_constraint.probe_power = probe_power
+        opts.probe_options.power_constraint.scale_object = True
     pos = opts.probe_position_options
     pos.optimizable = spec.position_correction
     if spec.position_correction:
@@ -166,7 +175,8 @@ def _initial_probe(probe: np.ndarray, spec: IterativeSpec, scale: float) -> Any:
 
 
 def reconstruct(counts: np.ndarray, positions: np.ndarray, probe: np.ndarray, *, object_shape: tuple[int, int],
-                scale: float, spec: IterativeSpec, seed: int, device: str | None = None) -> IterativeResult:
+                scale: float, spec: IterativeSpec, seed: int, device: str | None = None,
+                probe_energy: float | None = None) -> IterativeResult:
     """Reconstruct the object from ``counts`` with pty-chi.
 
     Parameters
@@ -188,6 +198,10 @@ def reconstruct(counts: np.ndarray, positions: np.ndarray, probe: np.ndarray, *,
         pty-chi's random seed (batch order).
     device : {"cpu", "cuda"}, optional
         None: ``cuda`` when torch sees a GPU (in a Ray task: when the task was given one).
+    probe_energy : float, optional
+        The known total intensity sum |P|^2 of the probe in the data's normalization (the incident
+        flux), held by pty-chi's probe power constraint while the probe is refined; None: the
+        starting probe's.
 
     Returns
     -------
@@ -213,7 +227,9 @@ def reconstruct(counts: np.ndarray, positions: np.ndarray, probe: np.ndarray, *,
         py, px = to_ptychi_positions(positions, object_shape)
         t0, c0 = time.perf_counter(), time.process_time()
         try:
-            opts = _options(api, spec, n_positions=len(c), seed=seed, gpu=gpu)
+            energy = float(np.sum(np.abs(probe) ** 2)) if probe_energy is None else probe_energy
+            power = energy * (scale / c.shape[-1]) ** 2  # the engine probe is P s / N
+            opts = _options(api, spec, n_positions=len(c), seed=seed, gpu=gpu, probe_power=power)
             task = PtychographyTask(
                 opts, diffraction_data=c, object_data=np.ones((1, h + 2 * OBJECT_PAD, w + 2 * OBJECT_PAD), np.complex64),
                 probe_data=_initial_probe(probe, spec, scale), probe_position_x_px=px, probe_position_y_px=py)
