@@ -18,11 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from ptycho_dist import __version__
-from ptycho_dist.errors import ModelError, PtychoDistError, SpecError, StorageError
+from ptycho_dist.errors import ClusterError, ModelError, PtychoDistError, SpecError, StorageError
 
 __all__ = ["main", "build_parser", "EXIT_CODES", "exit_code"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: the default wait for a Ray head (ptycho_dist.orchestration.cluster.CONNECT_TIMEOUT_S; not imported
+#: from there so that the light commands do not import Ray)
+CONNECT_TIMEOUT_S = 30.0
 
 #: exception class -> (exit code, label); the first class the exception is an instance of wins.
 #: Bad input (a spec, an argument, a folder that is not a run) is 2 with a one-line message; every
@@ -30,6 +33,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 EXIT_CODES: tuple[tuple[type[PtychoDistError], int, str], ...] = (
     (SpecError, EXIT_BAD_INPUT, ""),
     (StorageError, EXIT_FAILED, "storage error: "),
+    (ClusterError, EXIT_FAILED, "cluster: "),
     (ModelError, EXIT_FAILED, "model error: "),
     (PtychoDistError, EXIT_FAILED, "error: "),
 )
@@ -90,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
     options = RunOptions(out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
                          num_cpus=args.num_cpus, progress=not args.no_progress,
-                         fault_injection=FaultInjection.from_env())
+                         fault_injection=FaultInjection.from_env(), connect_timeout=args.connect_timeout)
     summary = run_study(study, options)
     from ptycho_dist.report.expectations import check_run, render_check, verdict
     from ptycho_dist.report.html import write_report
@@ -127,7 +131,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from ptycho_dist.orchestration.submit import submit_study
 
-    job_id = submit_study(args.spec, address=args.address, out=args.out, working_dir=args.working_dir)
+    from ptycho_dist.storage.specs import load_study
+
+    spec_path = Path(args.working_dir) / args.spec
+    load_study(spec_path)  # a spec that would not run is refused here, before anything is uploaded
+    job_id = submit_study(args.spec, address=args.address, out=args.out, working_dir=args.working_dir,
+                          timeout=args.connect_timeout, allow_insecure_token=args.allow_insecure_token)
     _console().print(f"submitted job {job_id} to {args.address}; follow it with: ray job logs --follow {job_id}")
     return EXIT_OK
 
@@ -164,7 +173,10 @@ def cmd_query(args: argparse.Namespace) -> int:
     try:
         table = run.sql(args.sql)
     except duckdb_error() as exc:
-        raise SpecError(f"query: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        if "disabled by configuration" in first:  # the lock-down of results.lock_down
+            first = f"refused: {first.split(' - ')[0].replace('Permission Error: ', '')}: queries read only the run's own files"
+        raise SpecError(first) from None
     sys.stdout.write(format_table(table, args.format))
     return EXIT_OK
 
@@ -198,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-in-flight", type=int, default=None, help="most stage tasks running at once (default: 2 x CPUs)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"seconds to wait for the Ray head of --address (default: {CONNECT_TIMEOUT_S:g})")
     _strict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
     p.set_defaults(func=cmd_run)
@@ -214,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", required=True, help="Ray dashboard/job address, e.g. http://head:8265")
     p.add_argument("--out", default="runs", help="output folder as seen from the cluster (shared FS)")
     p.add_argument("--working-dir", default=".", help="folder uploaded with the job (default: .)")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"seconds to wait for the job server (default: {CONNECT_TIMEOUT_S:g})")
+    p.add_argument("--allow-insecure-token", action="store_true",
+                   help="send the Ray auth token to a non-local address over plain http (refused otherwise: "
+                        "use https, an SSH tunnel to localhost, or this flag on a trusted network)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="per-stage counts and failures of a run")
@@ -241,11 +260,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prefer_token_auth(address: str | None) -> None:
+    """Before Ray is imported: a client of a cluster (``--address`` or ``RAY_ADDRESS``) sends the auth
+    token only when ``RAY_AUTH_MODE=token``; without it, a token-authenticated head (Ray >= 2.52's
+    default) refuses it after ~20 s of retries. Set it when a token is at hand and the user chose no
+    mode. Ray reads the mode when it is imported, so this must run first."""
+    import os
+
+    if not (address or os.environ.get("RAY_ADDRESS")) or "RAY_AUTH_MODE" in os.environ:
+        return
+    if "RAY_AUTH_TOKEN" in os.environ or "RAY_AUTH_TOKEN_PATH" in os.environ or \
+            (Path.home() / ".ray" / "auth_token").exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ptycho-dist`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    if args.command == "run":
+        prefer_token_auth(args.address)
     try:
         return func(args)
     except PtychoDistError as exc:

@@ -16,6 +16,7 @@ __all__ = [
     "StorageError",
     "StageError",
     "ModelError",
+    "ClusterError",
 ]
 
 
@@ -62,3 +63,7 @@ class ModelError(PtychoDistError, RuntimeError):
     or hardware that is not there (``accelerator="gpu"`` without a CUDA device). A setting that a
     study file could get wrong is a :class:`SpecError` at validation time instead.
     """
+
+
+class ClusterError(PtychoDistError, ConnectionError):
+    """A Ray cluster that cannot be reached, or refuses this client (token authentication)."""

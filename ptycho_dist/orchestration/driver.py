@@ -22,7 +22,7 @@ from typing import Any
 
 import ray
 
-from ptycho_dist.orchestration.cluster import connect, gpus_available
+from ptycho_dist.orchestration.cluster import CONNECT_TIMEOUT_S, check_reachable, connect, gpus_available
 from ptycho_dist.orchestration.progress import StageProgress
 from ptycho_dist.orchestration.tasks import FaultInjection, remote_for, task_options
 from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
@@ -33,7 +33,7 @@ from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_i
 from ptycho_dist.study.plan import NodeId, Plan, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
 
-__all__ = ["RunOptions", "RunSummary", "run_study", "plan_study", "find_pairs"]
+__all__ = ["RunOptions", "RunSummary", "run_study", "plan_study", "find_pairs", "check_feasible"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class RunOptions:
     num_cpus: int | None = None
     progress: bool = True
     fault_injection: FaultInjection | None = None
+    connect_timeout: float = CONNECT_TIMEOUT_S
 
 
 @dataclass
@@ -86,9 +87,43 @@ def _skipped(task: StageTask, cause: StageOutcome) -> StageOutcome:
                         error=f"skipped: {cause.stage} {status}" + (f" ({msg})" if msg else ""))
 
 
+def check_feasible(study: Study, *, cpus: float, gpus: float | None, where: str) -> None:
+    """Refuse a study whose tasks ask for more than a known, fixed cluster has: such a task would
+    wait forever. ``gpus`` None skips the GPU check (not known yet).
+
+    Raises
+    ------
+    SpecError
+        Naming the field (``resources.num_cpus``, ``resources.num_gpus`` or
+        ``resources.train_workers``), the request and what ``where`` has.
+    """
+    from ptycho_dist.errors import SpecError
+    from ptycho_dist.study.registry import MODEL_ARMS
+
+    for s in study.scenarios:
+        r, model = s.resources, s.model.backend in MODEL_ARMS
+        if r.num_cpus > cpus:
+            raise SpecError(f"{study.source}: resources.num_cpus: asks {r.num_cpus:g} CPUs per task, "
+                            f"but {where} has {cpus:g} CPUs: the task could never start")
+        if model and r.train_workers > 1 and r.train_workers * r.num_cpus > cpus:
+            raise SpecError(f"{study.source}: resources.train_workers: {r.train_workers} workers x "
+                            f"{r.num_cpus:g} CPUs = {r.train_workers * r.num_cpus:g} CPUs, but {where} has "
+                            f"{cpus:g}: the training could never start")
+        if model and gpus is not None and (r.num_gpus or 0) > gpus:
+            raise SpecError(f"{study.source}: resources.num_gpus: asks {r.num_gpus:g} GPUs per model task, "
+                            f"but {where} has {gpus:g}: the task could never start")
+
+
 def run_study(study: Study, options: RunOptions = RunOptions()) -> RunSummary:
     """Run (or resume) ``study``; returns the summary. Re-running the same study recomputes nothing."""
     t0 = time.perf_counter()
+    local = not (options.address or os.environ.get("RAY_ADDRESS"))
+    if local:  # the local instance this run starts has exactly these CPUs: check before writing anything
+        check_feasible(study, cpus=float(options.num_cpus or os.cpu_count() or 1), gpus=None,
+                       where="this machine's local Ray")
+    else:  # an unreachable head, or one that refuses the token, fails before the run folder is created
+        check_reachable(str(options.address or os.environ.get("RAY_ADDRESS")), timeout=options.connect_timeout)
+        connect(options.address, num_cpus=options.num_cpus, timeout=options.connect_timeout)
     layout = RunLayout.for_study(options.out, study.meta.name)
     ids = [scenario_id(s) for s in study.scenarios]
     layout.initialize(study, scenario_ids=list(dict.fromkeys(ids)))
@@ -98,7 +133,11 @@ def run_study(study: Study, options: RunOptions = RunOptions()) -> RunSummary:
     started = False
     try:
         if plan.units:
-            started = connect(options.address, num_cpus=options.num_cpus)
+            started = connect(options.address, num_cpus=options.num_cpus, timeout=options.connect_timeout)
+            if started:
+                total = ray.cluster_resources()
+                check_feasible(study, cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)),
+                               where="this machine's local Ray")
             _Scheduler(study, plan, layout, options, summary).run()
     finally:
         if started:
