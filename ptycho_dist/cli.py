@@ -18,17 +18,21 @@ from rich.console import Console
 from rich.table import Table
 
 from ptycho_dist import __version__
-from ptycho_dist.errors import ModelError, PtychoDistError, SpecError, StorageError
+from ptycho_dist.errors import CorruptDataError, ModelError, PtychoDistError, RunLockedError, SpecError, StorageError
 
 __all__ = ["main", "build_parser", "EXIT_CODES", "exit_code"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 #: exception class -> (exit code, label); the first class the exception is an instance of wins.
-#: Bad input (a spec, an argument, a folder that is not a run) is 2 with a one-line message; every
-#: other error of ours is 1 ("error: ..."); anything else is a bug and keeps its traceback.
+#: Bad input (a spec, an argument, a folder that is not a run, a folder another writer holds, a spec
+#: that differs from the folder's) is 2 with a one-line message; every other error of ours is 1
+#: ("error: ...", a damaged run names the damaged file); an OS error (a full disk) is 1 with one line
+#: too (:func:`main`); anything else is a bug and keeps its traceback.
 EXIT_CODES: tuple[tuple[type[PtychoDistError], int, str], ...] = (
     (SpecError, EXIT_BAD_INPUT, ""),
+    (RunLockedError, EXIT_BAD_INPUT, ""),
+    (CorruptDataError, EXIT_FAILED, "damaged run: "),
     (StorageError, EXIT_FAILED, "storage error: "),
     (ModelError, EXIT_FAILED, "model error: "),
     (PtychoDistError, EXIT_FAILED, "error: "),
@@ -90,7 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
     options = RunOptions(out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
                          num_cpus=args.num_cpus, progress=not args.no_progress,
-                         fault_injection=FaultInjection.from_env())
+                         fault_injection=FaultInjection.from_env(), break_lock=args.break_lock,
+                         new_version=args.new_version)
     summary = run_study(study, options)
     from ptycho_dist.report.expectations import check_run, render_check, verdict
     from ptycho_dist.report.html import write_report
@@ -136,7 +141,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ptycho_dist.report.summary import render_status
     from ptycho_dist.results import open as open_run
 
-    _console().print(render_status(_open(args.run_dir, open_run)))
+    run = _open(args.run_dir, open_run)
+    run.require_intact()  # a damaged part: one line naming it, exit 1
+    _console().print(render_status(run))
     return EXIT_OK
 
 
@@ -144,8 +151,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ptycho_dist.report.html import write_report
     from ptycho_dist.results import open as open_run
 
-    _console().print(f"report: {write_report(_open(args.run_dir, open_run))}")
+    run = _open(args.run_dir, open_run)
+    run.require_intact()
+    _console().print(f"report: {write_report(run)}")
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ptycho_dist.orchestration.driver import RunOptions
+    from ptycho_dist.orchestration.repair import repair_run, verify_run
+    from ptycho_dist.report.integrity import render_repair, render_verify
+    from ptycho_dist.results import open as open_run
+
+    _open(args.run_dir, open_run)  # a folder that is not a run: exit 2
+    console = _console()
+    if not args.repair:
+        report = verify_run(args.run_dir, deep=not args.quick)
+        console.print(render_verify(report))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    result = repair_run(args.run_dir, RunOptions(num_cpus=args.num_cpus, progress=not args.no_progress,
+                                                 break_lock=args.break_lock))
+    if result.expectations_damaged:
+        from ptycho_dist.report.expectations import check_run
+
+        check_run(open_run(args.run_dir))
+    console.print(render_repair(result))
+    return EXIT_OK if result.after.ok else EXIT_FAILED
 
 
 def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
@@ -162,7 +193,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     run = _open(args.run_dir, open_run)
     try:
-        table = run.sql(args.sql)
+        table = run.sql(args.sql)  # a damaged part: CorruptDataError naming it (exit 1)
     except duckdb_error() as exc:
         raise SpecError(f"query: {str(exc).splitlines()[0]}") from None
     sys.stdout.write(format_table(table, args.format))
@@ -200,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     _strict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over the run folder's lock when it looks stale by its heartbeat (a run on another "
+                        "host that stopped); a dead run on this host is taken over without it, a live one never")
+    p.add_argument("--new-version", action="store_true",
+                   help="the spec differs from the one the folder holds: record it as the folder's next version "
+                        "(the previous study.json is kept as study.v<N>.json; tables show the new version only)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="re-evaluate a finished run's [[expect]] entries (nothing is recomputed)")
@@ -225,6 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", help="e.g. \"select status, count(*) from scenarios group by 1\"")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("verify", help="check every stored array, model bundle and table part of a run "
+                       "(checksums); --repair recomputes or rebuilds what is damaged")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.add_argument("--repair", action="store_true",
+                   help="remove damaged stage outputs and recompute those the results need (local Ray only when "
+                        "something must be computed), and rebuild damaged table parts from the stored stage rows")
+    p.add_argument("--quick", action="store_true", help="sizes and markers only, no reading of the data")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray a repair starts (default: all)")
+    p.add_argument("--break-lock", action="store_true", help="as for run")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars during a repair")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="write the static HTML report of a run (RUN_DIR/report/index.html)")
     p.add_argument("run_dir", help="run directory (OUT/<study name>)")
@@ -252,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, label = exit_code(exc)
         print(f"ptycho-dist {args.command}: {label}{exc}", file=sys.stderr)
         return code
+    except OSError as exc:  # a full disk, a permission: one line; what was written is complete or absent
+        hint = ("; nothing half-written is kept: fix it and run the same command again to resume"
+                if args.command == "run" else "")
+        print(f"ptycho-dist {args.command}: OS error: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover
