@@ -109,7 +109,11 @@ class Results:
     def sql(self, query: str) -> pa.Table:
         """Run ``query`` over the table views; returns Arrow. A query that fails on a damaged table
         part is a :class:`~ptycho_dist.errors.CorruptDataError` naming it."""
-        con = self.connect()
+        try:
+            con = self.connect()
+        except duckdb.Error:  # a view over a part that does not decode
+            self.require_intact()
+            raise
         try:
             rel = con.sql(query)
             if rel is None:

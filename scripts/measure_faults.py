@@ -45,8 +45,8 @@ crop = 16
 "scan.kind" = ["grid", "random"]
 """
 
-#: injected OSError(ENOSPC): a sitecustomize that patches zarr's chunk writer (stage mode: writes under
-#: a stitch group) or pyarrow's parquet writer (driver mode) once the module is imported
+#: injected OSError(ENOSPC): a sitecustomize that patches zarr's chunk writer (stage mode: chunks of a
+#: stitch output) or pyarrow's parquet writer (driver mode) once the module is imported
 SITECUSTOMIZE = '''
 import errno, os, sys, importlib.abc, importlib.machinery
 _MODE = os.environ.get("MEASURE_ENOSPC")
@@ -58,7 +58,7 @@ def _patch(name, module):
     if _MODE == "stage" and name == "zarr.storage._local":
         orig = module._put
         def _put(path, value, exclusive=False):
-            if "/stitch/" in str(path) and "/c/" in str(path):
+            if "/stitch" in str(path) and "/c/" in str(path):  # arrays.zarr/stitch/<key> or .staging/stitch-<key>
                 _enospc()
             return orig(path, value, exclusive)
         module._put = _put
@@ -204,7 +204,7 @@ def s_flipped_chunk(work: Path, spec: Path, base: Path) -> dict[str, Any]:
     chunk.write_bytes(bytes(data))
     try:
         after = np.asarray(zarr.open_array(str(run / "arrays.zarr"), path=rel, mode="r", zarr_format=3)[...])
-        read = "served silently, values differ" if not np.array_equal(before, after) else "served, values equal"
+        read = "served silently, values differ" if not np.array_equal(before, after, equal_nan=True) else "served, values equal"
     except Exception as exc:  # noqa: BLE001
         read = f"read raises {type(exc).__name__}: {str(exc)[:120]}"
     res: dict[str, Any] = {"chunk": str(chunk.relative_to(run)), "direct_read": read}
@@ -216,7 +216,7 @@ def s_flipped_chunk(work: Path, spec: Path, base: Path) -> dict[str, Any]:
     res["verify_repair"] = brief(cli(["verify", str(run), "--repair"]))
     try:
         fixed = np.asarray(zarr.open_array(str(run / "arrays.zarr"), path=rel, mode="r", zarr_format=3)[...])
-        res["after_repair"] = "identical to before" if np.array_equal(before, fixed) else "differs"
+        res["after_repair"] = "identical to before" if np.array_equal(before, fixed, equal_nan=True) else "differs"
     except Exception as exc:  # noqa: BLE001
         res["after_repair"] = f"read raises {type(exc).__name__}"
     res["verify_after_repair"] = brief(cli(["verify", str(run)]))

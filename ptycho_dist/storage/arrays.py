@@ -19,6 +19,7 @@ which is what ``ptycho-dist verify`` does.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -328,16 +329,28 @@ class ArrayStore:
         fsync_tree(tmp)
 
     def _place(self, tmp: Path, final: Path) -> None:
-        """Rename the written group ``tmp`` to ``final`` (moving an earlier one aside first)."""
+        """Rename the written group ``tmp`` to ``final``, moving an earlier one aside first (retried
+        when another writer of the same key placed its copy in between: both are complete)."""
         final.parent.mkdir(parents=True, exist_ok=True)
-        old = None
-        if final.exists():
-            old = tmp.with_name(tmp.name + "-old")
-            os.rename(final, old)
-        os.rename(tmp, final)
-        fsync_dir(final.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        for attempt in range(5):
+            old = None
+            if final.exists():
+                old = tmp.with_name(f"{tmp.name}-old{attempt}")
+                try:
+                    os.rename(final, old)
+                except FileNotFoundError:  # removed meanwhile
+                    old = None
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 4:
+                    raise
+                continue
+            finally:
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            fsync_dir(final.parent)
+            return
 
     def remove(self, stage: str, key: str) -> bool:
         """Remove the output ``<stage>/<key>`` (renamed away first, so it disappears at once)."""
