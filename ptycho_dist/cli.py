@@ -106,7 +106,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     console.print(render_run_summary(summary))
     console.print(render_check(report))
-    console.print(f"report: {write_report(run)}")
+    try:
+        console.print(f"report: {write_report(run)}")
+    except StorageError as exc:  # an output the report shows is damaged or was removed: the run is recorded
+        print(f"ptycho-dist run: report not written: {exc}", file=sys.stderr)
     return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
 
 
@@ -163,8 +166,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from ptycho_dist.report.integrity import render_repair, render_verify
     from ptycho_dist.results import open as open_run
 
+    from ptycho_dist.storage.lock import read_lock
+
     _open(args.run_dir, open_run)  # a folder that is not a run: exit 2
     console = _console()
+    holder = read_lock(args.run_dir)
+    if holder is not None and holder.stale_reason() is None and not args.repair:
+        print(f"ptycho-dist verify: {args.run_dir} is being written ({holder.describe()}): parts still being "
+              "committed may show as missing", file=sys.stderr)
     if not args.repair:
         report = verify_run(args.run_dir, deep=not args.quick)
         console.print(render_verify(report))
@@ -183,6 +192,8 @@ def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
     """Open a run directory; a folder that is not a run is bad input (exit 2)."""
     try:
         return opener(run_dir)
+    except CorruptDataError:  # a run whose study.json is damaged: exit 1, naming it
+        raise
     except StorageError as exc:
         raise SpecError(str(exc)) from None
 

@@ -188,6 +188,31 @@ def test_a_complete_stage_whose_arrays_are_gone_is_redone(finished_run: Path, tm
     assert after["metrics"] == before["metrics"]
 
 
+@pytest.mark.ray
+def test_a_damaged_input_fails_one_run_and_is_recomputed_by_the_next(finished_run: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = _copy(finished_run, tmp_path)
+    row = _rows(run_dir)["scenarios"][0]
+    store = ArrayStore(run_dir)
+    chunk = next(p for p in (store.group_dir("simulate", row["key_simulate"]) / "positions" / "c").rglob("*")
+                 if p.is_file())
+    _flip(chunk)  # same size: the cache check cannot see it, the reader's checksum does
+    store.remove("group", row["key_group"])  # so that a stage reads the damaged input
+    (run_dir / "tables" / "scenarios" / f"{row['scenario_id']}.parquet").unlink()
+    args = ["run", str(_spec(tmp_path)), "--out", str(tmp_path / "runs"), "--no-progress"]
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"removed simulate/{row['key_simulate']}; the next run recomputes it" in err
+    failed = open_run(run_dir).sql("select scenario_id, failed_stage, error from scenarios where status <> 'ok'")
+    assert failed.column("scenario_id").to_pylist() == [row["scenario_id"]]
+    assert failed.column("failed_stage").to_pylist() == ["group"]
+    assert "positions: damaged" in failed.column("error")[0].as_py()
+    assert main(args) == 0  # the next run recomputes the removed input: nothing fails any more
+    assert open_run(run_dir).sql("select count(*) as n from scenarios where status = 'ok'").to_pylist() == [{"n": 4}]
+    assert verify_run(run_dir).ok
+
+
 def _marker_times(run_dir: Path) -> dict[str, float]:
     out = {}
     for meta in (run_dir / "arrays.zarr").glob("*/*/zarr.json"):
