@@ -44,7 +44,8 @@ def render_verify(report: VerifyReport) -> Group:
     damaged = [(c.stage, c.state, c.problem or f"arrays.zarr/{c.stage}/{c.key}") for c in report.damaged_outputs]
     damaged += [(c.table, c.state, c.problem or c.path) for c in report.damaged_parts]
     if damaged:
-        table = Table("stage / table", "state", "damaged file", title="damaged")
+        table = Table("stage / table", "state", title="damaged")
+        table.add_column("damaged file", overflow="fold")  # paths wrap, never cut
         for row in damaged[:_LIST_AT_MOST]:
             table.add_row(*row)
         parts.append(table)
