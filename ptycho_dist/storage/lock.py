@@ -3,7 +3,8 @@
 The lock file is created atomically: its content (host, pid, the process's start time, when it was
 taken, a heartbeat, a random token) is written to a temporary file that is then hard-linked to
 ``run.lock``; ``os.link`` fails when the name exists, so exactly one writer gets it, and a reader never
-sees a half-written lock. The holder refreshes the heartbeat every :data:`HEARTBEAT_SECONDS` from a
+sees a half-written lock (on file systems without hard links: ``O_CREAT | O_EXCL``, then the content;
+a reader that finds it empty treats it as held, by an unknown holder). The holder refreshes the heartbeat every :data:`HEARTBEAT_SECONDS` from a
 thread (atomic rewrite, only while the token is still its own) and removes the file on release.
 
 A lock is **stale** when its holder is on this host and its process is gone (or the pid now belongs to
@@ -16,6 +17,7 @@ live holder is never broken.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -152,14 +154,33 @@ class RunLock:
                 "since": since, "heartbeat": time.time(), "token": self.token, "command": self.command}
 
     def _try_create(self) -> bool:
+        """Create the lock file whole and atomically (a hard link of a written file; where the file
+        system has no hard links, ``O_CREAT | O_EXCL`` and then the content)."""
         tmp = self.run_dir / f".{LOCK_NAME}.{self.token}.tmp"
-        write_json_atomic(tmp, self._record(time.time()))
+        record = self._record(time.time())
+        write_json_atomic(tmp, record)
         try:
             os.link(tmp, self.path)
         except FileExistsError:
             return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS):
+                raise
+            return self._create_exclusive(record)
         finally:
             tmp.unlink(missing_ok=True)
+        fsync_dir(self.run_dir)
+        return True
+
+    def _create_exclusive(self, record: dict[str, Any]) -> bool:
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(record))
+            fh.flush()
+            os.fsync(fh.fileno())
         fsync_dir(self.run_dir)
         return True
 

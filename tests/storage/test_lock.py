@@ -108,3 +108,17 @@ def test_sigterm_releases_the_lock(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert read_lock(tmp_path) is None
+
+
+def test_without_hard_links_the_lock_is_created_exclusively(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(lock_mod.os, "link", no_links)
+    with RunLock(tmp_path) as held:
+        assert read_lock(tmp_path).token == held.token
+        with pytest.raises(RunLockedError, match="locked by another writer"):
+            RunLock(tmp_path).acquire()
+    assert read_lock(tmp_path) is None
