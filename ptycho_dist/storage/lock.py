@@ -8,8 +8,9 @@ a reader that finds it empty treats it as held, by an unknown holder). The holde
 thread (atomic rewrite, only while the token is still its own) and removes the file on release.
 
 A lock is **stale** when its holder is on this host and its process is gone (or the pid now belongs to
-another process: the start times differ) -- a driver killed with SIGKILL -- or when its heartbeat is
-older than :data:`STALE_AFTER_SECONDS` (a holder on another host that stopped refreshing). A stale
+another process: the start times differ) -- a driver killed with SIGKILL -- or when its holder is on
+another host and its heartbeat is older than :data:`STALE_AFTER_SECONDS` (it stopped refreshing). A
+holder on this host whose process runs is live, whatever its heartbeat (a suspended run, say). A stale
 lock of a dead process on this host is certain and is taken over with a notice; one judged only by its
 heartbeat is reported and taken over only when asked (``break_stale=True``, ``run --break-lock``). A
 live holder is never broken.
@@ -91,8 +92,8 @@ class LockInfo:
     def stale_reason(self, *, now: float | None = None) -> str | None:
         """Why the holder is gone (None while it looks alive)."""
         now = time.time() if now is None else now
-        if self.host == socket.gethostname() and not _alive(self.pid, self.pid_start):
-            return f"process {self.pid} is not running on {self.host}"
+        if self.host == socket.gethostname():  # this host: the process table is the truth
+            return None if _alive(self.pid, self.pid_start) else f"process {self.pid} is not running on {self.host}"
         age = now - self.heartbeat
         if age > STALE_AFTER_SECONDS:
             return f"no heartbeat for {age:.0f} s (more than {STALE_AFTER_SECONDS:.0f} s)"

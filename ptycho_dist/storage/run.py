@@ -87,6 +87,8 @@ def spec_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
             else:
                 out.extend(spec_differences(old[k], new[k], path))
         return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and old != new:
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in spec_differences(a, b, f"{prefix}[{i}]")]
     return [] if old == new else [prefix or "<spec>"]
 
 

@@ -80,6 +80,10 @@ def test_a_live_holder_is_never_broken(tmp_path: Path) -> None:
     _fake_lock(tmp_path, host="elsewhere", pid=4242)  # fresh heartbeat
     with pytest.raises(RunLockedError, match="locked by another writer"):
         RunLock(tmp_path, break_stale=True).acquire()
+    old = time.time() - 3600
+    _fake_lock(tmp_path, since=old, heartbeat=old)  # this host, a live pid: a suspended run, not a dead one
+    with pytest.raises(RunLockedError, match="locked by another writer"):
+        RunLock(tmp_path, break_stale=True).acquire()
     assert read_lock(tmp_path).token == "other"
 
 
