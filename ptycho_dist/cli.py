@@ -18,7 +18,15 @@ from rich.console import Console
 from rich.table import Table
 
 from ptycho_dist import __version__
-from ptycho_dist.errors import ClusterError, ModelError, PtychoDistError, SpecError, StorageError
+from ptycho_dist.errors import (
+    ClusterError,
+    CorruptDataError,
+    ModelError,
+    PtychoDistError,
+    RunLockedError,
+    SpecError,
+    StorageError,
+)
 
 __all__ = ["main", "build_parser", "EXIT_CODES", "exit_code"]
 
@@ -28,10 +36,14 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 CONNECT_TIMEOUT_S = 30.0
 
 #: exception class -> (exit code, label); the first class the exception is an instance of wins.
-#: Bad input (a spec, an argument, a folder that is not a run) is 2 with a one-line message; every
-#: other error of ours is 1 ("error: ..."); anything else is a bug and keeps its traceback.
+#: Bad input (a spec, an argument, a folder that is not a run, a folder another writer holds, a spec
+#: that differs from the folder's) is 2 with a one-line message; every other error of ours is 1
+#: ("error: ...", a damaged run names the damaged file); an OS error (a full disk) is 1 with one line
+#: too (:func:`main`); anything else is a bug and keeps its traceback.
 EXIT_CODES: tuple[tuple[type[PtychoDistError], int, str], ...] = (
     (SpecError, EXIT_BAD_INPUT, ""),
+    (RunLockedError, EXIT_BAD_INPUT, ""),
+    (CorruptDataError, EXIT_FAILED, "damaged run: "),
     (StorageError, EXIT_FAILED, "storage error: "),
     (ClusterError, EXIT_FAILED, "cluster: "),
     (ModelError, EXIT_FAILED, "model error: "),
@@ -94,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
     options = RunOptions(out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
                          num_cpus=args.num_cpus, progress=not args.no_progress,
-                         fault_injection=FaultInjection.from_env(), connect_timeout=args.connect_timeout)
+                         fault_injection=FaultInjection.from_env(), break_lock=args.break_lock,
+                         new_version=args.new_version, connect_timeout=args.connect_timeout)
     summary = run_study(study, options)
     from ptycho_dist.report.expectations import check_run, render_check, verdict
     from ptycho_dist.report.html import write_report
@@ -105,7 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     console.print(render_run_summary(summary))
     console.print(render_check(report))
-    console.print(f"report: {write_report(run)}")
+    try:
+        console.print(f"report: {write_report(run)}")
+    except StorageError as exc:  # an output the report shows is damaged or was removed: the run is recorded
+        print(f"ptycho-dist run: report not written: {exc}", file=sys.stderr)
     return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
 
 
@@ -145,7 +161,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ptycho_dist.report.summary import render_status
     from ptycho_dist.results import open as open_run
 
-    _console().print(render_status(_open(args.run_dir, open_run)))
+    run = _open(args.run_dir, open_run)
+    run.require_intact()  # a damaged part: one line naming it, exit 1
+    _console().print(render_status(run))
     return EXIT_OK
 
 
@@ -153,14 +171,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ptycho_dist.report.html import write_report
     from ptycho_dist.results import open as open_run
 
-    _console().print(f"report: {write_report(_open(args.run_dir, open_run))}")
+    run = _open(args.run_dir, open_run)
+    run.require_intact()
+    _console().print(f"report: {write_report(run)}")
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ptycho_dist.orchestration.driver import RunOptions
+    from ptycho_dist.orchestration.repair import repair_run, verify_run
+    from ptycho_dist.report.integrity import render_repair, render_verify
+    from ptycho_dist.results import open as open_run
+
+    from ptycho_dist.storage.lock import read_lock
+
+    _open(args.run_dir, open_run)  # a folder that is not a run: exit 2
+    console = _console()
+    holder = read_lock(args.run_dir)
+    if holder is not None and holder.stale_reason() is None and not args.repair:
+        print(f"ptycho-dist verify: {args.run_dir} is being written ({holder.describe()}): parts still being "
+              "committed may show as missing", file=sys.stderr)
+    if not args.repair:
+        report = verify_run(args.run_dir, deep=not args.quick)
+        console.print(render_verify(report))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    result = repair_run(args.run_dir, RunOptions(num_cpus=args.num_cpus, progress=not args.no_progress,
+                                                 break_lock=args.break_lock))
+    if result.expectations_damaged:
+        from ptycho_dist.report.expectations import check_run
+
+        check_run(open_run(args.run_dir))
+    console.print(render_repair(result))
+    return EXIT_OK if result.after.ok else EXIT_FAILED
 
 
 def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
     """Open a run directory; a folder that is not a run is bad input (exit 2)."""
     try:
         return opener(run_dir)
+    except CorruptDataError:  # a run whose study.json is damaged: exit 1, naming it
+        raise
     except StorageError as exc:
         raise SpecError(str(exc)) from None
 
@@ -171,7 +221,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     run = _open(args.run_dir, open_run)
     try:
-        table = run.sql(args.sql)
+        table = run.sql(args.sql)  # a damaged part: CorruptDataError naming it (exit 1)
     except duckdb_error() as exc:
         first = str(exc).splitlines()[0]
         if "disabled by configuration" in first:  # the lock-down of results.lock_down
@@ -214,6 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds to wait for the Ray head of --address (default: {CONNECT_TIMEOUT_S:g})")
     _strict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over the run folder's lock when it looks stale by its heartbeat (a run on another "
+                        "host that stopped); a dead run on this host is taken over without it, a live one never")
+    p.add_argument("--new-version", action="store_true",
+                   help="the spec differs from the one the folder holds: record it as the folder's next version "
+                        "(the previous study.json is kept as study.v<N>.json; tables show the new version only)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="re-evaluate a finished run's [[expect]] entries (nothing is recomputed)")
@@ -244,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", help="e.g. \"select status, count(*) from scenarios group by 1\"")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("verify", help="check every stored array, model bundle and table part of a run "
+                       "(checksums); --repair recomputes or rebuilds what is damaged")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.add_argument("--repair", action="store_true",
+                   help="remove damaged stage outputs and recompute those the results need (local Ray only when "
+                        "something must be computed), and rebuild damaged table parts from the stored stage rows")
+    p.add_argument("--quick", action="store_true", help="sizes and markers only, no reading of the data")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray a repair starts (default: all)")
+    p.add_argument("--break-lock", action="store_true", help="as for run")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars during a repair")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="write the static HTML report of a run (RUN_DIR/report/index.html)")
     p.add_argument("run_dir", help="run directory (OUT/<study name>)")
@@ -287,6 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code, label = exit_code(exc)
         print(f"ptycho-dist {args.command}: {label}{exc}", file=sys.stderr)
         return code
+    except OSError as exc:  # a full disk, a permission: one line; what was written is complete or absent
+        hint = ("; nothing half-written is kept: fix it and run the same command again to resume"
+                if args.command == "run" else "")
+        print(f"ptycho-dist {args.command}: OS error: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover
