@@ -143,15 +143,15 @@ def _within(timeout: float, address: str, fn: Any, /, *args: Any, **kwargs: Any)
         raise box["error"]
 
 
-def _init_within(timeout: float, **kwargs: object) -> None:
-    """``ray.init(**kwargs)`` within ``timeout`` s (:func:`_within`); its errors as one line."""
+def _init(**kwargs: Any) -> None:
+    """``ray.init(**kwargs)`` in this (the main) thread, so that Ray installs its signal handlers;
+    its errors as one line. The wait is bounded before: :func:`check_reachable` has asked the head's
+    GCS within the timeout."""
     from ptycho_dist.errors import ClusterError
 
     address = str(kwargs.get("address"))
     try:
-        _within(timeout, address, ray.init, **kwargs)
-    except ClusterError:
-        raise
+        ray.init(**kwargs)
     except Exception as exc:  # noqa: BLE001 - whatever ray.init raised, as one line
         text = " ".join(str(exc).split())
         if any(w in text.lower() for w in ("token", "unauthenticated", "authentication", "permission denied")):
@@ -179,7 +179,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None,
     runtime_env = {"env_vars": {"PYTHONNOUSERSITE": "1"}}
     if address:
         check_reachable(address, timeout=timeout)
-        _init_within(timeout, address=address, runtime_env=runtime_env, log_to_driver=True)
+        _init(address=address, runtime_env=runtime_env, log_to_driver=True)
         return False
     # address="local": always a new instance, never a `ray start` cluster that happens to run here
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
