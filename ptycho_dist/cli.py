@@ -18,18 +18,34 @@ from rich.console import Console
 from rich.table import Table
 
 from ptycho_dist import __version__
-from ptycho_dist.errors import ModelError, PtychoDistError, SpecError, StorageError
+from ptycho_dist.errors import (
+    ClusterError,
+    CorruptDataError,
+    ModelError,
+    PtychoDistError,
+    RunLockedError,
+    SpecError,
+    StorageError,
+)
 
 __all__ = ["main", "build_parser", "EXIT_CODES", "exit_code"]
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: the default wait for a Ray head (ptycho_dist.orchestration.cluster.CONNECT_TIMEOUT_S; not imported
+#: from there so that the light commands do not import Ray)
+CONNECT_TIMEOUT_S = 30.0
 
 #: exception class -> (exit code, label); the first class the exception is an instance of wins.
-#: Bad input (a spec, an argument, a folder that is not a run) is 2 with a one-line message; every
-#: other error of ours is 1 ("error: ..."); anything else is a bug and keeps its traceback.
+#: Bad input (a spec, an argument, a folder that is not a run, a folder another writer holds, a spec
+#: that differs from the folder's) is 2 with a one-line message; every other error of ours is 1
+#: ("error: ...", a damaged run names the damaged file); an OS error (a full disk) is 1 with one line
+#: too (:func:`main`); anything else is a bug and keeps its traceback.
 EXIT_CODES: tuple[tuple[type[PtychoDistError], int, str], ...] = (
     (SpecError, EXIT_BAD_INPUT, ""),
+    (RunLockedError, EXIT_BAD_INPUT, ""),
+    (CorruptDataError, EXIT_FAILED, "damaged run: "),
     (StorageError, EXIT_FAILED, "storage error: "),
+    (ClusterError, EXIT_FAILED, "cluster: "),
     (ModelError, EXIT_FAILED, "model error: "),
     (PtychoDistError, EXIT_FAILED, "error: "),
 )
@@ -90,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     study = load_study(args.spec)
     options = RunOptions(out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
                          num_cpus=args.num_cpus, progress=not args.no_progress,
-                         fault_injection=FaultInjection.from_env())
+                         fault_injection=FaultInjection.from_env(), break_lock=args.break_lock,
+                         new_version=args.new_version, connect_timeout=args.connect_timeout)
     summary = run_study(study, options)
     from ptycho_dist.report.expectations import check_run, render_check, verdict
     from ptycho_dist.report.html import write_report
@@ -101,7 +118,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     console = _console()
     console.print(render_run_summary(summary))
     console.print(render_check(report))
-    console.print(f"report: {write_report(run)}")
+    try:
+        console.print(f"report: {write_report(run)}")
+    except StorageError as exc:  # an output the report shows is damaged or was removed: the run is recorded
+        print(f"ptycho-dist run: report not written: {exc}", file=sys.stderr)
     return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
 
 
@@ -127,7 +147,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     from ptycho_dist.orchestration.submit import submit_study
 
-    job_id = submit_study(args.spec, address=args.address, out=args.out, working_dir=args.working_dir)
+    from ptycho_dist.storage.specs import load_study
+
+    spec_path = Path(args.working_dir) / args.spec
+    load_study(spec_path)  # a spec that would not run is refused here, before anything is uploaded
+    job_id = submit_study(args.spec, address=args.address, out=args.out, working_dir=args.working_dir,
+                          timeout=args.connect_timeout, allow_insecure_token=args.allow_insecure_token)
     _console().print(f"submitted job {job_id} to {args.address}; follow it with: ray job logs --follow {job_id}")
     return EXIT_OK
 
@@ -136,7 +161,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from ptycho_dist.report.summary import render_status
     from ptycho_dist.results import open as open_run
 
-    _console().print(render_status(_open(args.run_dir, open_run)))
+    run = _open(args.run_dir, open_run)
+    run.require_intact()  # a damaged part: one line naming it, exit 1
+    _console().print(render_status(run))
     return EXIT_OK
 
 
@@ -144,14 +171,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     from ptycho_dist.report.html import write_report
     from ptycho_dist.results import open as open_run
 
-    _console().print(f"report: {write_report(_open(args.run_dir, open_run))}")
+    run = _open(args.run_dir, open_run)
+    run.require_intact()
+    _console().print(f"report: {write_report(run)}")
     return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from ptycho_dist.orchestration.driver import RunOptions
+    from ptycho_dist.orchestration.repair import repair_run, verify_run
+    from ptycho_dist.report.integrity import render_repair, render_verify
+    from ptycho_dist.results import open as open_run
+
+    from ptycho_dist.storage.lock import read_lock
+
+    _open(args.run_dir, open_run)  # a folder that is not a run: exit 2
+    console = _console()
+    holder = read_lock(args.run_dir)
+    if holder is not None and holder.stale_reason() is None and not args.repair:
+        print(f"ptycho-dist verify: {args.run_dir} is being written ({holder.describe()}): parts still being "
+              "committed may show as missing", file=sys.stderr)
+    if not args.repair:
+        report = verify_run(args.run_dir, deep=not args.quick)
+        console.print(render_verify(report))
+        return EXIT_OK if report.ok else EXIT_FAILED
+    result = repair_run(args.run_dir, RunOptions(num_cpus=args.num_cpus, progress=not args.no_progress,
+                                                 break_lock=args.break_lock))
+    if result.expectations_damaged:
+        from ptycho_dist.report.expectations import check_run
+
+        check_run(open_run(args.run_dir))
+    console.print(render_repair(result))
+    return EXIT_OK if result.after.ok else EXIT_FAILED
 
 
 def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
     """Open a run directory; a folder that is not a run is bad input (exit 2)."""
     try:
         return opener(run_dir)
+    except CorruptDataError:  # a run whose study.json is damaged: exit 1, naming it
+        raise
     except StorageError as exc:
         raise SpecError(str(exc)) from None
 
@@ -162,9 +221,12 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     run = _open(args.run_dir, open_run)
     try:
-        table = run.sql(args.sql)
+        table = run.sql(args.sql)  # a damaged part: CorruptDataError naming it (exit 1)
     except duckdb_error() as exc:
-        raise SpecError(f"query: {str(exc).splitlines()[0]}") from None
+        first = str(exc).splitlines()[0]
+        if "disabled by configuration" in first:  # the lock-down of results.lock_down
+            first = f"refused: {first.split(' - ')[0].replace('Permission Error: ', '')}: queries read only the run's own files"
+        raise SpecError(first) from None
     sys.stdout.write(format_table(table, args.format))
     return EXIT_OK
 
@@ -198,8 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     p.add_argument("--max-in-flight", type=int, default=None, help="most stage tasks running at once (default: 2 x CPUs)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"seconds to wait for the Ray head of --address (default: {CONNECT_TIMEOUT_S:g})")
     _strict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over the run folder's lock when it looks stale by its heartbeat (a run on another "
+                        "host that stopped); a dead run on this host is taken over without it, a live one never")
+    p.add_argument("--new-version", action="store_true",
+                   help="the spec differs from the one the folder holds: record it as the folder's next version "
+                        "(the previous study.json is kept as study.v<N>.json; tables show the new version only)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check", help="re-evaluate a finished run's [[expect]] entries (nothing is recomputed)")
@@ -214,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", required=True, help="Ray dashboard/job address, e.g. http://head:8265")
     p.add_argument("--out", default="runs", help="output folder as seen from the cluster (shared FS)")
     p.add_argument("--working-dir", default=".", help="folder uploaded with the job (default: .)")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
+                   help=f"seconds to wait for the job server (default: {CONNECT_TIMEOUT_S:g})")
+    p.add_argument("--allow-insecure-token", action="store_true",
+                   help="send the Ray auth token to a non-local address over plain http (refused otherwise: "
+                        "use https, an SSH tunnel to localhost, or this flag on a trusted network)")
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("status", help="per-stage counts and failures of a run")
@@ -225,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql", help="e.g. \"select status, count(*) from scenarios group by 1\"")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table")
     p.set_defaults(func=cmd_query)
+
+    p = sub.add_parser("verify", help="check every stored array, model bundle and table part of a run "
+                       "(checksums); --repair recomputes or rebuilds what is damaged")
+    p.add_argument("run_dir", help="run directory (OUT/<study name>)")
+    p.add_argument("--repair", action="store_true",
+                   help="remove damaged stage outputs and recompute those the results need (local Ray only when "
+                        "something must be computed), and rebuild damaged table parts from the stored stage rows")
+    p.add_argument("--quick", action="store_true", help="sizes and markers only, no reading of the data")
+    p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray a repair starts (default: all)")
+    p.add_argument("--break-lock", action="store_true", help="as for run")
+    p.add_argument("--no-progress", action="store_true", help="no live progress bars during a repair")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="write the static HTML report of a run (RUN_DIR/report/index.html)")
     p.add_argument("run_dir", help="run directory (OUT/<study name>)")
@@ -241,17 +328,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prefer_token_auth(address: str | None) -> None:
+    """Before Ray is imported: a client of a cluster (``--address`` or ``RAY_ADDRESS``) sends the auth
+    token only when ``RAY_AUTH_MODE=token``; without it, a token-authenticated head (Ray >= 2.52's
+    default) refuses it after ~20 s of retries. Set it when a token is at hand and the user chose no
+    mode. Ray reads the mode when it is imported, so this must run first."""
+    import os
+
+    if not (address or os.environ.get("RAY_ADDRESS")) or "RAY_AUTH_MODE" in os.environ:
+        return
+    if "RAY_AUTH_TOKEN" in os.environ or "RAY_AUTH_TOKEN_PATH" in os.environ or \
+            (Path.home() / ".ray" / "auth_token").exists():
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ptycho-dist`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    if args.command == "run":
+        prefer_token_auth(args.address)
     try:
         return func(args)
     except PtychoDistError as exc:
         code, label = exit_code(exc)
         print(f"ptycho-dist {args.command}: {label}{exc}", file=sys.stderr)
         return code
+    except OSError as exc:  # a full disk, a permission: one line; what was written is complete or absent
+        hint = ("; nothing half-written is kept: fix it and run the same command again to resume"
+                if args.command == "run" else "")
+        print(f"ptycho-dist {args.command}: OS error: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

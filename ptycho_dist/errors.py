@@ -14,8 +14,12 @@ __all__ = [
     "StitchError",
     "EvaluationError",
     "StorageError",
+    "CorruptDataError",
+    "RunLockedError",
+    "StudyMismatchError",
     "StageError",
     "ModelError",
+    "ClusterError",
 ]
 
 
@@ -47,6 +51,34 @@ class StorageError(PtychoDistError, OSError):
     """A run directory, array store or table cannot be read or written as expected."""
 
 
+class CorruptDataError(StorageError):
+    """Stored data that fail their checksum, are truncated or missing, or cannot be decoded.
+
+    The message names the damaged file (or array) and says how to fix it (``ptycho-dist verify RUN
+    --repair``); ``path`` is that file, ``stage``/``key`` the stage output it belongs to, if any.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, stage: str | None = None,
+                 key: str | None = None) -> None:
+        super().__init__(message)
+        self.path, self.stage, self.key = path, stage, key
+
+    def __reduce__(self) -> tuple[object, ...]:  # picklable with its fields (Ray ships exceptions)
+        return (_corrupt, (str(self), self.path, self.stage, self.key))
+
+
+def _corrupt(message: str, path: str | None, stage: str | None, key: str | None) -> CorruptDataError:
+    return CorruptDataError(message, path=path, stage=stage, key=key)
+
+
+class RunLockedError(StorageError):
+    """Another ``ptycho-dist run`` (or a repair) holds the run folder's lock; the message names it."""
+
+
+class StudyMismatchError(SpecError):
+    """The run folder belongs to another version of the study (its spec hash in ``study.json`` differs)."""
+
+
 class StageError(PtychoDistError, RuntimeError):
     """A pipeline stage failed for a scientific or input reason (becomes a ``failed`` row)."""
 
@@ -62,3 +94,7 @@ class ModelError(PtychoDistError, RuntimeError):
     or hardware that is not there (``accelerator="gpu"`` without a CUDA device). A setting that a
     study file could get wrong is a :class:`SpecError` at validation time instead.
     """
+
+
+class ClusterError(PtychoDistError, ConnectionError):
+    """A Ray cluster that cannot be reached, or refuses this client (token authentication)."""

@@ -9,31 +9,51 @@ as they finish. When every node of a unit is resolved, the driver commits it: a 
 part per table, the ``scenarios`` part last) or a pair's rows (``parity``). Failures of an input or
 scientific nature come back as ``failed`` outcomes and skip the nodes below (the study goes on); a
 dead worker is a system failure that Ray retries (``max_retries``).
+
+One writer per run folder: the driver holds the run lock (:class:`~ptycho_dist.storage.lock.RunLock`)
+from before ``study.json`` is touched until the end, SIGTERM included. A unit whose table parts are
+damaged (truncated, missing) is committed again from its nodes' recorded outcomes; an input found
+damaged when a stage reads it is removed, so that the next run recomputes it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from ptycho_dist.orchestration.cluster import connect, gpus_available
+from ptycho_dist.orchestration.cluster import CONNECT_TIMEOUT_S, check_reachable, connect, gpus_available
 from ptycho_dist.orchestration.progress import StageProgress
 from ptycho_dist.orchestration.tasks import FaultInjection, remote_for, task_options
+from ptycho_dist.orchestration.watchdog import RayGuard
 from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
 from ptycho_dist.pipeline.rows import scenario_rows
+from ptycho_dist.storage.lock import RunLock
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.storage.tables import PAIR_TABLES
+from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, TableStore, json_row
+from ptycho_dist.storage.tables import STAGES as _TABLE_STAGES
 from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_id
-from ptycho_dist.study.plan import NodeId, Plan, Unit
+from ptycho_dist.study.plan import NodeId, Plan, Planner, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
 
-__all__ = ["RunOptions", "RunSummary", "run_study", "plan_study", "find_pairs"]
+__all__ = ["RunOptions", "RunSummary", "run_study", "plan_study", "find_pairs", "damaged_units",
+           "terminate_on_sigterm", "stderr_line", "check_feasible"]
+
+
+def stderr_line(line: str) -> None:
+    """Print one notice line on stderr (the default :attr:`RunOptions.notify`)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,13 @@ class RunOptions:
     num_cpus: int | None = None
     progress: bool = True
     fault_injection: FaultInjection | None = None
+    connect_timeout: float = CONNECT_TIMEOUT_S
+    break_lock: bool = False
+    """Take over a lock that looks stale by its heartbeat only (a holder on another host)."""
+    new_version: bool = False
+    """Accept a spec that differs from the one recorded in the folder as its next version."""
+    notify: Callable[[str], None] = stderr_line
+    """Where one-line notices go (a stale lock taken over, damaged parts committed again)."""
 
 
 @dataclass
@@ -56,6 +83,7 @@ class RunSummary:
     scenarios: int = 0
     status: Counter[str] = field(default_factory=Counter)
     already_done: int = 0
+    recommitted: int = 0
     stages_run: Counter[str] = field(default_factory=Counter)
     stages_cached: Counter[str] = field(default_factory=Counter)
     wall_seconds: float = 0.0
@@ -63,15 +91,30 @@ class RunSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return {"scenarios": self.scenarios, "status": dict(self.status), "already_done": self.already_done,
+                "recommitted": self.recommitted,
                 "stages_run": dict(self.stages_run), "stages_cached": dict(self.stages_cached),
                 "wall_seconds": self.wall_seconds, "failures": [list(f) for f in self.failures]}
 
 
-def plan_study(study: Study, layout: RunLayout) -> Plan:
-    """The DAG of distinct stage nodes for the scenarios and pairs that are not finished yet."""
+def damaged_units(tables: TableStore) -> dict[str, str]:
+    """Unit id -> the first problem of its table parts (quick check: sizes against the commit
+    records, footers of parts without one); the run-level tables are left out (``check`` rewrites them)."""
+    out: dict[str, str] = {}
+    for c in tables.check(deep=False):
+        if c.state in ("corrupt", "missing") and c.table not in RUN_TABLES:
+            out.setdefault(c.unit, c.problem)
+    return out
+
+
+def plan_study(study: Study, layout: RunLayout, *, damaged: dict[str, str] | None = None) -> Plan:
+    """The DAG of distinct stage nodes for the scenarios and pairs that are not finished yet (units
+    whose table parts are ``damaged`` count as not finished: they are committed again)."""
     tables = layout.tables
-    committed = {r["scenario_id"]: r["status"] for r in tables.status_rows()} if tables.path.exists() else {}
-    return build_plan(study, committed=committed, pairs_done=tables.pair_ids() if tables.path.exists() else ())
+    if not tables.path.exists():
+        return build_plan(study, committed={}, pairs_done=())
+    skip = set(damaged if damaged is not None else damaged_units(tables))
+    committed = {r["scenario_id"]: r["status"] for r in tables.status_rows(skip=skip)}
+    return build_plan(study, committed=committed, pairs_done=tables.pair_ids() - skip)
 
 
 def find_pairs(study: Study) -> list[tuple[Scenario, Scenario]]:
@@ -86,28 +129,122 @@ def _skipped(task: StageTask, cause: StageOutcome) -> StageOutcome:
                         error=f"skipped: {cause.stage} {status}" + (f" ({msg})" if msg else ""))
 
 
+def check_feasible(study: Study, *, cpus: float, gpus: float | None, where: str) -> None:
+    """Refuse a study whose tasks ask for more than a known, fixed cluster has: such a task would
+    wait forever. ``gpus`` None skips the GPU check (not known yet).
+
+    Raises
+    ------
+    SpecError
+        Naming the field (``resources.num_cpus``, ``resources.num_gpus`` or
+        ``resources.train_workers``), the request and what ``where`` has.
+    """
+    from ptycho_dist.errors import SpecError
+    from ptycho_dist.study.registry import MODEL_ARMS
+
+    for s in study.scenarios:
+        r, model = s.resources, s.model.backend in MODEL_ARMS
+        if r.num_cpus > cpus:
+            raise SpecError(f"{study.source}: resources.num_cpus: asks {r.num_cpus:g} CPUs per task, "
+                            f"but {where} has {cpus:g} CPUs: the task could never start")
+        if model and r.train_workers > 1 and r.train_workers * r.num_cpus > cpus:
+            raise SpecError(f"{study.source}: resources.train_workers: {r.train_workers} workers x "
+                            f"{r.num_cpus:g} CPUs = {r.train_workers * r.num_cpus:g} CPUs, but {where} has "
+                            f"{cpus:g}: the training could never start")
+        if model and gpus is not None and (r.num_gpus or 0) > gpus:
+            raise SpecError(f"{study.source}: resources.num_gpus: asks {r.num_gpus:g} GPUs per model task, "
+                            f"but {where} has {gpus:g}: the task could never start")
+
+
+@contextlib.contextmanager
+def terminate_on_sigterm() -> Iterator[None]:
+    """While inside, SIGTERM raises ``SystemExit(143)`` in the main thread, so that ``finally``
+    blocks run (the run lock is released, the local Ray stopped). Ray's own handler, installed by
+    ``ray.init``, also exits through ``SystemExit``. Outside the main thread, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_study(study: Study, options: RunOptions = RunOptions()) -> RunSummary:
-    """Run (or resume) ``study``; returns the summary. Re-running the same study recomputes nothing."""
+    """Run (or resume) ``study``; returns the summary. Re-running the same study recomputes nothing.
+
+    Raises
+    ------
+    RunLockedError
+        Another writer holds the run folder (its host, pid and start time are in the message).
+    StudyMismatchError
+        The folder holds another version of the study and ``options.new_version`` is not set.
+    """
     t0 = time.perf_counter()
+    local = not (options.address or os.environ.get("RAY_ADDRESS"))
+    if local:  # the local instance this run starts has exactly these CPUs: check before writing anything
+        check_feasible(study, cpus=float(options.num_cpus or os.cpu_count() or 1), gpus=None,
+                       where="this machine's local Ray")
+    else:  # an unreachable head, or one that refuses the token, fails before the run folder is created
+        check_reachable(str(options.address or os.environ.get("RAY_ADDRESS")), timeout=options.connect_timeout)
+        connect(options.address, num_cpus=options.num_cpus, timeout=options.connect_timeout)
     layout = RunLayout.for_study(options.out, study.meta.name)
+    with terminate_on_sigterm(), RunLock(layout.root, break_stale=options.break_lock, notify=options.notify,
+                                         command=f"ptycho-dist run {study.source}"):
+        return _run_locked(study, layout, options, t0)
+
+
+def _run_locked(study: Study, layout: RunLayout, options: RunOptions, t0: float) -> RunSummary:
     ids = [scenario_id(s) for s in study.scenarios]
-    layout.initialize(study, scenario_ids=list(dict.fromkeys(ids)))
-    plan = plan_study(study, layout)
+    planner = Planner()
+    pair_ids = [planner.pair_keys(a, b).pair_id for a, b in plan_pairs(study.scenarios)]
+    layout.initialize(study, scenario_ids=list(dict.fromkeys(ids)), pair_ids=pair_ids,
+                      new_version=options.new_version)
+    damaged = damaged_units(layout.tables)
+    for unit, problem in sorted(damaged.items()):
+        options.notify(f"{problem}: committed again from the stored stage outputs")
+    plan = plan_study(study, layout, damaged=damaged)
     summary = RunSummary(layout.root, scenarios=len(set(ids)), already_done=len(plan.done_ids))
     summary.status.update({"ok": 0})
-    started = False
-    try:
-        if plan.units:
-            started = connect(options.address, num_cpus=options.num_cpus)
-            _Scheduler(study, plan, layout, options, summary).run()
-    finally:
-        if started:
-            ray.shutdown()
+    run_plan(study, plan, layout, options, summary)
     for r in layout.tables.status_rows(set(ids)):
         summary.status[r["status"]] += 1
     summary.wall_seconds = time.perf_counter() - t0
     layout.finish(summary.to_dict())
     return summary
+
+
+def run_plan(study: Study, plan: Plan, layout: RunLayout, options: RunOptions, summary: RunSummary) -> None:
+    """Run the nodes of ``plan`` and commit its units (Ray is started only when a node must be
+    computed; a plan of cache hits is resolved in this process). Call it holding the run lock."""
+    scheduler = _Scheduler(study, plan, layout, options, summary)
+    if scheduler.resolve_cached():
+        return
+    guard = RayGuard().start() if _starts_local_ray(options.address) else None
+    started = False
+    try:
+        started = connect(options.address, num_cpus=options.num_cpus, timeout=options.connect_timeout)
+        if started:  # the local instance is known now: a GPU request it cannot meet is refused
+            total = ray.cluster_resources()
+            check_feasible(study, cpus=float(total.get("CPU", 0)), gpus=float(total.get("GPU", 0)),
+                           where="this machine's local Ray")
+        scheduler.run()
+    finally:
+        if started:
+            ray.shutdown()
+        if guard is not None:
+            guard.close()  # what ray.shutdown() left of the local Ray is stopped by PID
+
+
+def _starts_local_ray(address: str | None) -> bool:
+    """Whether :func:`connect` will start a local Ray (no running one, no address): then a watchdog
+    stops it if the driver dies (:mod:`ptycho_dist.orchestration.watchdog`)."""
+    return not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))
 
 
 class _Scheduler:
@@ -128,11 +265,26 @@ class _Scheduler:
                 self.units_of[nid].append(u)
         self.ready: list[NodeId] = [nid for nid, n in self.waiting.items() if n == 0]
         self.progress = StageProgress(Counter(stage for stage, _ in plan.nodes), enabled=options.progress)
+        self.to_compute: list[NodeId] = []
+
+    def resolve_cached(self) -> bool:
+        """Resolve every node reachable through cache hits (no Ray); True when nothing is left to
+        compute. Nodes that must be computed wait in :attr:`to_compute` for :meth:`run`."""
+        while self.ready:
+            nid = self.ready.pop()
+            hit = cached_outcome(self.ctx, *nid)
+            if hit is None:
+                self.to_compute.append(nid)
+            else:
+                self.resolve(nid, hit)
+        return not self.to_compute
 
     def run(self) -> None:
         limit = self.options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         has_gpu = gpus_available()
         in_flight: dict[Any, NodeId] = {}
+        self.ready.extend(reversed(self.to_compute))
+        self.to_compute = []
         with self.progress:
             while self.ready or in_flight:
                 while self.ready and len(in_flight) < limit:
@@ -146,7 +298,8 @@ class _Scheduler:
                         str(self.layout.root), task.to_dict(), self.options.fault_injection)
                     in_flight[ref] = nid
                 if in_flight:
-                    done, _ = ray.wait(list(in_flight), num_returns=1)
+                    # a bounded wait: signals (SIGTERM) are handled between two waits
+                    done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
                     for ref in done:
                         nid = in_flight.pop(ref)
                         self.resolve(nid, _get_outcome(ref, nid))
@@ -160,6 +313,9 @@ class _Scheduler:
         self.progress.advance(stage, cached=outcome.cached)
         if outcome.status == "failed" and outcome.traceback:
             self.layout.write_log(stage, nid[1], outcome.traceback)
+        bad = outcome.info.get("corrupt_input")
+        if bad and self.layout.outputs.remove(bad[0], bad[1]):
+            self.options.notify(f"{outcome.error}: removed {bad[0]}/{bad[1]}; the next run recomputes it")
         for child in self.plan.nodes[nid].children:
             if child in self.outcomes:
                 continue
@@ -177,6 +333,7 @@ class _Scheduler:
     def commit(self, unit: Unit) -> None:
         if unit.kind == "scenario":
             rows_of = scenario_rows(self.study.meta.name, unit, self.plan, self.outcomes)
+            self._keep_recorded_fields(unit, rows_of["scenarios"][0])
             self.layout.tables.write_scenario(unit.id, rows_of)
             st = rows_of["scenarios"][0]
             if st["status"] != "ok":
@@ -194,6 +351,27 @@ class _Scheduler:
             for table in PAIR_TABLES:
                 self.layout.tables.write_pair(table, unit.id, rows.get(table, []))
         # a pair skipped because one of its arms failed or diverged writes nothing: the arm's row says why
+
+    def _keep_recorded_fields(self, unit: Unit, row: dict[str, Any]) -> None:
+        """A unit committed again from cache hits only (its parts were damaged) keeps the run fields of
+        its recorded row (when it was committed, which stages that run computed): the rebuilt rows
+        are the rows it had."""
+        if not all(self.outcomes[n].cached or self.outcomes[n].info.get("skipped") for n in unit.nodes):
+            return
+        recorded = self.layout.tables.record(unit.id)
+        before = (recorded or {}).get("scenarios_row")
+        if not isinstance(before, dict):
+            return
+        now = json.loads(json.dumps(json_row(row), allow_nan=True))
+        if any(before.get(k) != v for k, v in now.items() if k not in _RUN_FIELDS):
+            return
+        typed = self.layout.tables.committed_row(unit.id) or {}
+        row.update({k: typed[k] for k in _RUN_FIELDS if k in typed})
+        self.summary.recommitted += 1
+
+
+#: the columns of a scenarios row that describe the run that committed it, not its results
+_RUN_FIELDS = ("finished_at", *(f"cached_{s}" for s in _TABLE_STAGES))
 
 
 def _get_outcome(ref: Any, nid: NodeId) -> StageOutcome:

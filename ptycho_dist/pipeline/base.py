@@ -5,7 +5,10 @@ OutputClass)``, computes with the pure layers and returns its typed output and r
 (:mod:`ptycho_dist.study.registry`) names the function of each stage. :func:`execute_stage` adds the
 cache check, timing, error capture and the write: an error of an input or scientific nature becomes
 a ``failed`` outcome with its message and traceback, never an exception that would stop the study;
-a failed stage stores nothing, so nothing half-made is ever trusted.
+so does an OS error (a full disk) while the stage computes or writes, with a one-line message. A
+failed stage stores nothing (outputs are renamed into place complete, marker included), so nothing
+half-made is ever trusted. An input that turns out damaged when read (a chunk failing its checksum)
+is named in ``info["corrupt_input"]`` so that the driver can remove it for the next run to redo.
 """
 
 from __future__ import annotations
@@ -20,13 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ptycho_dist.errors import StageError
+from ptycho_dist.errors import CorruptDataError, StageError
 from ptycho_dist.storage.outputs import Outcome, StageOutput
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.study import StageTask, stage_def
 
 __all__ = ["StageContext", "StageResult", "StageOutcome", "StageFn", "execute_stage", "cached_outcome",
-           "stage_function", "diag_rows", "clean_rows"]
+           "stage_function", "diag_rows", "clean_rows", "one_line"]
 
 T = TypeVar("T", bound=StageOutput)
 
@@ -125,6 +128,13 @@ def cached_outcome(ctx: StageContext, stage: str, key: str) -> StageOutcome | No
     return StageOutcome(stage, key, rec.status, True, rec.seconds, rec.rows, rec.info)
 
 
+def one_line(exc: BaseException, *, limit: int = 500) -> str:
+    """``Type: message`` of an exception on one line (the first line of its message, truncated)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:limit]}" + (" …" if len(text) > 1 or len(first) > limit else "")
+
+
 def execute_stage(ctx: StageContext, task: StageTask) -> StageOutcome:
     """Run one stage unless its output is complete; capture failures as a ``failed`` outcome."""
     hit = cached_outcome(ctx, task.stage, task.key)
@@ -133,11 +143,15 @@ def execute_stage(ctx: StageContext, task: StageTask) -> StageOutcome:
     t0 = time.perf_counter()
     try:
         result = stage_function(task.stage)(ctx, task)
-    except Exception as exc:  # noqa: BLE001 - every stage error becomes a row, the study goes on
+        seconds = time.perf_counter() - t0
+        rows = clean_rows(result.rows)
+        ctx.layout.outputs.write(task.stage, task.key, result.output,
+                                 Outcome(result.status, seconds, rows, dict(result.info)))
+    except CorruptDataError as exc:  # an input that fails its checksum: named for the driver to remove
+        info: dict[str, Any] = {"corrupt_input": [exc.stage, exc.key]} if exc.stage and exc.key else {}
+        return StageOutcome(task.stage, task.key, "failed", False, time.perf_counter() - t0, {}, info,
+                            error=one_line(exc), traceback=traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 - every stage error (OS errors too) becomes a row, the study goes on
         return StageOutcome(task.stage, task.key, "failed", False, time.perf_counter() - t0, {}, {},
-                            error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
-    seconds = time.perf_counter() - t0
-    rows = clean_rows(result.rows)
-    ctx.layout.outputs.write(task.stage, task.key, result.output,
-                             Outcome(result.status, seconds, rows, dict(result.info)))
+                            error=one_line(exc), traceback=traceback.format_exc())
     return StageOutcome(task.stage, task.key, result.status, False, seconds, rows, dict(result.info))

@@ -164,11 +164,16 @@ def render_check(report: CheckReport) -> Group:
     """The expectations as a terminal table, and the flagged scenarios with what the flags mean."""
     parts: list[Any] = []
     if report.results:
-        table = Table("expectation", "row", "value", "condition", "result", "message",
+        # The message only where it says more than the row (a failure or a broken query), so the
+        # table stays readable in an 80-column terminal; rows sorted by expectation, then group.
+        table = Table("expectation", "row", "value", "condition", "result",
                       title=f"expectations ({report.n_expectations}; table `expectations`)")
-        for r in report.results:
+        for r in sorted(report.results, key=lambda r: (r.name, r.label)):
             style = {"passed": "green", "failed": "red", "broken": "magenta"}[r.status]
-            table.add_row(r.name, r.label, r.value or "", r.condition, Text(r.status, style=style), r.message)
+            result = Text(r.status, style=style)
+            if r.status != "passed" and r.message:
+                result.append(f": {r.message}")
+            table.add_row(r.name, r.label, r.value or "", r.condition, result)
         parts.append(table)
         failed = report.n_failed
         parts.append(Text(f"expectations: {len(report.results) - failed} passed, {failed} failed or broken",

@@ -15,6 +15,7 @@ from rich.text import Text
 from ptycho_dist.evaluation.parity import seed_spread_tolerance
 from ptycho_dist.results import Results
 from ptycho_dist.results import open as open_run
+from ptycho_dist.storage.lock import read_lock
 from ptycho_dist.storage.tables import STAGES as SCENARIO_STAGES
 from ptycho_dist.study.registry import STAGES, stage_def
 from ptycho_dist.study.spec import FaultsSpec
@@ -198,8 +199,15 @@ def render_status(run: Results) -> Group:
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
     done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
-    finished = "finished" if info.get("finished_at") else "running or interrupted"
-    head = Text(f"{run.run_dir}: {n_total} scenarios; recorded: {done}; pending: {n_total - len(rows)} ({finished})")
+    holder = read_lock(run.run_dir)
+    if holder is not None:
+        stale = holder.stale_reason()
+        finished = f"locked by {holder.describe()}" + (f", stale: {stale}" if stale else ", running")
+    else:
+        finished = "finished" if info.get("finished_at") else "interrupted"
+    version = f", version {info['version']}" if int(info.get("version", 1)) > 1 else ""
+    head = Text(f"{run.run_dir}: {n_total} scenarios{version}; recorded: {done}; pending: {n_total - len(rows)} "
+                f"({finished})")
     stages = Table("stage", "scenarios using it", "computed in the run that recorded them", "cache hits", title="stages")
     for stage in SCENARIO_STAGES:
         used = [r for r in rows if r[f"key_{stage}"] is not None and r[f"cached_{stage}"] is not None]

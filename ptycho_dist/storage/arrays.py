@@ -1,34 +1,54 @@
 """Zarr v3 array store of a run (``<run>/arrays.zarr``).
 
 Every stage output is one zarr group ``<stage>/<key>`` (the stage names of the registry,
-:data:`ptycho_dist.study.registry.STAGES`) holding named arrays with ``dimension_names`` (xarray and tensorstore read them), chunked along their first
-(pattern/group) axis and compressed with Blosc/Zstd. The group's attributes carry the stage's small
-results (scalars, spec, rows) and the **completion marker**, written last: a group without the marker
-is an unfinished write; it is never read and is rewritten from scratch by the next run. One stage key
-is written by exactly one task, so writers never share a chunk.
+:data:`ptycho_dist.study.registry.STAGES`) holding named arrays with ``dimension_names`` (xarray and
+tensorstore read them), chunked along their first (pattern/group) axis, compressed with Blosc/Zstd and
+checksummed: every chunk ends with its CRC32C (zarr v3's ``crc32c`` codec, verified on every read).
+The group's attributes carry the stage's small results (scalars, spec, rows) and the **completion
+marker**, which holds a manifest of what it vouches for: per array its shape, dtype, number of chunk
+files and bytes and the SHA-256 of its metadata, the SHA-256 of the other attributes, and the sizes and
+SHA-256 of files stored beside the group (model bundles).
+
+Writes are atomic and durable: a group is written under ``arrays.zarr/.staging/<random>``, marker
+last, fsynced, then renamed to ``<stage>/<key>``. A group at its final path is therefore complete; one
+whose marker is missing (a writer of an older version killed mid-way) or whose files no longer match
+the manifest (a chunk lost or truncated) is never read as complete: it is redone by the next run.
+:meth:`ArrayStore.check` with ``deep=True`` also decodes every chunk (checksums) and hashes the files,
+which is what ``ptycho-dist verify`` does.
 """
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import shutil
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
-from ptycho_dist.errors import StorageError
+from ptycho_dist.errors import CorruptDataError, StorageError
+from ptycho_dist.storage.files import fsync_dir, fsync_tree, sha256_bytes, sha256_file
 from ptycho_dist.study.registry import STAGES
 
-__all__ = ["ArrayStore", "NamedArray", "StageGroup", "MARKER"]
+__all__ = ["ArrayStore", "NamedArray", "StageGroup", "MARKER", "OutputCheck", "FileDigest", "STAGING",
+           "REPAIR_HINT"]
 
 #: attribute that marks a complete stage output
 MARKER = "ptycho_dist_complete"
 #: elements per chunk along the first axis (patterns, groups)
 CHUNK_ITEMS = 256
+#: folder of ``arrays.zarr`` where groups are written before they are renamed into place
+STAGING = ".staging"
+#: what a message about damaged data tells the user to do
+REPAIR_HINT = "run `ptycho-dist verify RUN --repair`"
 
 
 @dataclass(frozen=True)
@@ -44,18 +64,60 @@ class NamedArray:
 
 
 @dataclass(frozen=True)
+class FileDigest:
+    """Size and SHA-256 of a file stored beside a group (path relative to the run folder)."""
+
+    path: str
+    bytes: int
+    sha256: str
+
+    @classmethod
+    def of(cls, run_dir: Path, path: Path) -> FileDigest:
+        return cls(str(path.relative_to(run_dir)), path.stat().st_size, sha256_file(path))
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """The state of one stage output: ``ok``, ``missing``, ``unfinished`` (no marker), ``corrupt``
+    (files that do not match the manifest or fail their checksum) or ``unverified`` (written by an
+    older version, without a manifest, but readable). ``problem`` names the damaged file."""
+
+    stage: str
+    key: str
+    state: str
+    problem: str = ""
+
+    @property
+    def usable(self) -> bool:
+        return self.state in ("ok", "unverified")
+
+
+@dataclass(frozen=True)
 class StageGroup:
     """A complete stage output read back: arrays are loaded lazily by name."""
 
     path: str
     attrs: Mapping[str, Any]
     _group: Any
+    _where: str = ""
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
-            return np.asarray(self._group[name][...])
+            arr = self._group[name]
         except KeyError:
             raise StorageError(f"{self.path}: no array {name!r}") from None
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata of a stored array
+            raise self._corrupt(name, exc) from exc
+        try:
+            return np.asarray(arr[...])
+        except Exception as exc:  # noqa: BLE001 - a chunk that fails its checksum or does not decode
+            raise self._corrupt(name, exc) from exc
+
+    def _corrupt(self, name: str, exc: BaseException) -> CorruptDataError:
+        stage, _, key = self.path.partition("/")
+        where = f"{self._where or self.path}/{name}"
+        return CorruptDataError(f"{where}: damaged ({type(exc).__name__}: {str(exc)[:160]}); {REPAIR_HINT}",
+                                path=where, stage=stage, key=key)
 
     def names(self) -> list[str]:
         return sorted(self._group.array_keys())
@@ -67,11 +129,33 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (max(1, min(shape[0], CHUNK_ITEMS)), *shape[1:])
 
 
+def _array_manifest(folder: Path) -> dict[str, Any]:
+    """What an array folder holds: number of chunk files, their bytes, the metadata's SHA-256."""
+    meta = (folder / "zarr.json").read_bytes()
+    files, size = 0, 0
+    chunk_root = folder / "c"
+    for sub, _dirs, names in os.walk(chunk_root):
+        for n in names:
+            files += 1
+            size += os.path.getsize(os.path.join(sub, n))
+    return {"files": files, "bytes": size, "meta_sha256": sha256_bytes(meta)}
+
+
+def _attrs_digest(attrs: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a group's attributes, the marker left out."""
+    body = {k: v for k, v in attrs.items() if k != MARKER}
+    return sha256_bytes(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=True).encode())
+
+
 class ArrayStore:
     """The zarr v3 store of one run directory."""
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / "arrays.zarr"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
 
     def initialize(self) -> None:
         """Create the root and the top-level groups (idempotent; done by the driver before any task)."""
@@ -79,52 +163,236 @@ class ArrayStore:
         for stage in STAGES:
             root.require_group(stage)
 
-    def _open_complete(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | None:
-        """The zarr group ``<stage>/<key>`` and its attributes when it carries the marker (one open)."""
+    def clear_staging(self) -> int:
+        """Remove what writers that died left in the staging folder (only while no writer runs: the
+        run lock is held); returns the number of entries removed."""
+        folder = self.path / STAGING
+        if not folder.exists():
+            return 0
+        entries = list(folder.iterdir())
+        for entry in entries:
+            shutil.rmtree(entry, ignore_errors=True)
+        return len(entries)
+
+    def group_dir(self, stage: str, key: str) -> Path:
+        return self.path / stage / key
+
+    def _open(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | OutputCheck:
+        """The zarr group and its attributes, or why it cannot be used."""
+        folder = self.group_dir(stage, key)
+        if not (folder / "zarr.json").exists():
+            return OutputCheck(stage, key, "missing")
         try:
             group = zarr.open_group(str(self.path), path=f"{stage}/{key}", mode="r", zarr_format=3)
-        except FileNotFoundError:  # zarr's GroupNotFoundError is one; a missing store too
-            return None
-        attrs: dict[str, Any] = dict(group.attrs)
-        if not attrs.get(MARKER, {}).get("complete", False):
-            return None
+            attrs: dict[str, Any] = dict(group.attrs)
+        except FileNotFoundError:  # zarr's GroupNotFoundError is one
+            return OutputCheck(stage, key, "missing")
+        except Exception as exc:  # noqa: BLE001 - metadata that is not a zarr group (damaged JSON...)
+            return OutputCheck(stage, key, "corrupt", f"{self._rel(folder / 'zarr.json')}: unreadable "
+                               f"({type(exc).__name__}: {str(exc)[:120]})")
+        marker = attrs.get(MARKER)
+        if not isinstance(marker, dict) or not marker.get("complete", False):
+            return OutputCheck(stage, key, "unfinished", f"{self._rel(folder)}: no completion marker")
         return group, attrs
 
-    def is_complete(self, stage: str, key: str) -> bool:
-        """True when ``<stage>/<key>`` exists and carries the completion marker."""
-        return self._open_complete(stage, key) is not None
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.run_dir))
 
-    def write(self, stage: str, key: str, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any]) -> None:
-        """Write a stage output from scratch, then its attributes with the completion marker last.
+    def check(self, stage: str, key: str, *, deep: bool = False) -> OutputCheck:
+        """The state of ``<stage>/<key>`` (:class:`OutputCheck`).
 
-        Any earlier, unfinished group at the same path is removed first.
+        Without ``deep``, only what costs no reading: the marker, and the files of every array and
+        bundle file against the manifest (count and bytes), the attributes against their digest.
+        With ``deep``, every chunk is decoded (its CRC32C checked) and every file hashed.
         """
+        opened = self._open(stage, key)
+        if isinstance(opened, OutputCheck):
+            return opened
+        return self._check_opened(stage, key, *opened, deep=deep)
+
+    def _check_opened(self, stage: str, key: str, group: Any, attrs: dict[str, Any], *, deep: bool) -> OutputCheck:
+        marker = attrs[MARKER]
+        manifest = marker.get("manifest")
+        if manifest is None:  # written by a version without manifests: only readability can be checked
+            problem = self._decode_all(stage, key, group, list(group.array_keys())) if deep else ""
+            return OutputCheck(stage, key, "corrupt" if problem else "unverified", problem)
+        folder = self.group_dir(stage, key)
+        if marker.get("attrs_sha256") not in (None, _attrs_digest(attrs)):
+            return OutputCheck(stage, key, "corrupt", f"{self._rel(folder / 'zarr.json')}: attributes do not "
+                               "match their digest")
+        for name, want in manifest.items():
+            problem = self._check_array(folder / name, want)
+            if problem:
+                return OutputCheck(stage, key, "corrupt", problem)
+        for rec in marker.get("files", []):
+            problem = self._check_file(FileDigest(**rec), deep=deep)
+            if problem:
+                return OutputCheck(stage, key, "corrupt", problem)
+        if deep:
+            problem = self._decode_all(stage, key, group, list(manifest))
+            if problem:
+                return OutputCheck(stage, key, "corrupt", problem)
+        return OutputCheck(stage, key, "ok")
+
+    def _check_array(self, folder: Path, want: Mapping[str, Any]) -> str:
+        try:
+            have = _array_manifest(folder)
+        except FileNotFoundError:
+            return f"{self._rel(folder)}: array missing"
+        if have["meta_sha256"] != want["meta_sha256"]:
+            return f"{self._rel(folder / 'zarr.json')}: metadata changed since it was written"
+        if have["files"] != want["files"]:
+            return f"{self._rel(folder / 'c')}: {have['files']} of {want['files']} chunk files"
+        if have["bytes"] != want["bytes"]:
+            return f"{self._rel(folder / 'c')}: {have['bytes']} bytes of chunks, {want['bytes']} written"
+        return ""
+
+    def _check_file(self, rec: FileDigest, *, deep: bool) -> str:
+        path = self.run_dir / rec.path
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return f"{rec.path}: missing"
+        if size != rec.bytes:
+            return f"{rec.path}: {size} bytes, {rec.bytes} written"
+        if deep and sha256_file(path) != rec.sha256:
+            return f"{rec.path}: SHA-256 does not match"
+        return ""
+
+    def _decode_all(self, stage: str, key: str, group: Any, names: list[str]) -> str:
+        """Read every chunk of every array (one chunk row at a time); the first damaged file, or ''."""
+        for name in names:
+            try:
+                arr = group[name]
+            except Exception as exc:  # noqa: BLE001
+                return f"{self._rel(self.group_dir(stage, key) / name / 'zarr.json')}: unreadable ({type(exc).__name__})"
+            if not arr.shape:
+                continue
+            step = arr.chunks[0]
+            for i, start in enumerate(range(0, arr.shape[0], step)):
+                try:
+                    np.asarray(arr[start:start + step])
+                except Exception as exc:  # noqa: BLE001 - checksum mismatch, truncated or undecodable chunk
+                    where = self.group_dir(stage, key) / name / "c" / str(i)
+                    return f"{self._rel(where)}…: {type(exc).__name__}: {str(exc)[:100]}"
+        return ""
+
+    def _open_complete(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | OutputCheck:
+        """The group and attributes of a usable output (structural check), or its :class:`OutputCheck`."""
+        opened = self._open(stage, key)
+        if isinstance(opened, OutputCheck):
+            return opened
+        state = self._check_opened(stage, key, *opened, deep=False)
+        return opened if state.usable else state
+
+    def is_complete(self, stage: str, key: str) -> bool:
+        """True when ``<stage>/<key>`` carries the completion marker and its files match the manifest."""
+        return not isinstance(self._open_complete(stage, key), OutputCheck)
+
+    def write(self, stage: str, key: str, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any],
+              files: tuple[FileDigest, ...] = ()) -> None:
+        """Write a stage output from scratch: arrays, then the attributes with the marker and its
+        manifest, fsync, then rename into place (an earlier group at the same path is replaced).
+        ``files`` are files stored beside the group that the marker vouches for too."""
         if stage not in STAGES:
             raise StorageError(f"unknown stage {stage!r}; expected one of {STAGES}")
-        group = zarr.open_group(str(self.path), path=f"{stage}/{key}", mode="w", zarr_format=3)
+        staging = self.path / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp = staging / f"{stage}-{key[:16]}-{uuid.uuid4().hex[:12]}"
+        try:
+            self._write_group(tmp, arrays, attrs, files)
+            self._place(tmp, self.group_dir(stage, key))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def _write_group(self, tmp: Path, arrays: Mapping[str, NamedArray], attrs: Mapping[str, Any],
+                     files: tuple[FileDigest, ...]) -> None:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         for name, arr in arrays.items():
             data = np.ascontiguousarray(arr.data)
             z = group.create_array(
                 name, shape=data.shape, dtype=data.dtype, chunks=_chunks(data.shape),
                 dimension_names=arr.dims,
-                compressors=BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=data.dtype.itemsize),
+                compressors=(BloscCodec(cname="zstd", clevel=3, shuffle="shuffle", typesize=data.dtype.itemsize),
+                             Crc32cCodec()),
+                config={"write_empty_chunks": True},  # every chunk is a file: a lost one is detected
             )
             z[...] = data
+        body = json.loads(json.dumps(dict(attrs), allow_nan=True))  # as zarr stores them (tuples -> lists)
+        marker = {"complete": True, "written_at": time.time(),
+                  "manifest": {name: _array_manifest(tmp / name) for name in arrays},
+                  "attrs_sha256": _attrs_digest(body),
+                  "files": [vars(f) for f in files]}
         # one metadata write, after every array: the marker is never seen before the arrays are complete
-        group.update_attributes({**dict(attrs), MARKER: {"complete": True, "written_at": time.time()}})
+        group.update_attributes({**body, MARKER: marker})
+        fsync_tree(tmp)
+
+    def _place(self, tmp: Path, final: Path) -> None:
+        """Rename the written group ``tmp`` to ``final``, moving an earlier one aside first (retried
+        when another writer of the same key placed its copy in between: both are complete)."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(5):
+            old = None
+            if final.exists():
+                old = tmp.with_name(f"{tmp.name}-old{attempt}")
+                try:
+                    os.rename(final, old)
+                except FileNotFoundError:  # removed meanwhile
+                    old = None
+            try:
+                os.rename(tmp, final)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST) or attempt == 4:
+                    raise
+                continue
+            finally:
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+            fsync_dir(final.parent)
+            return
+
+    def remove(self, stage: str, key: str) -> bool:
+        """Remove the output ``<stage>/<key>`` (renamed away first, so it disappears at once)."""
+        folder = self.group_dir(stage, key)
+        if not folder.exists():
+            return False
+        staging = self.path / STAGING
+        staging.mkdir(parents=True, exist_ok=True)
+        gone = staging / f"removed-{stage}-{key[:16]}-{uuid.uuid4().hex[:12]}"
+        os.rename(folder, gone)
+        fsync_dir(folder.parent)
+        shutil.rmtree(gone, ignore_errors=True)
+        return True
+
+    def outputs(self) -> Iterator[tuple[str, str]]:
+        """Every ``(stage, key)`` with a group folder in the store (complete or not)."""
+        for stage in STAGES:
+            folder = self.path / stage
+            if folder.is_dir():
+                for entry in sorted(folder.iterdir()):
+                    if entry.is_dir():
+                        yield stage, entry.name
 
     def read_if_complete(self, stage: str, key: str) -> StageGroup | None:
-        """The complete output ``<stage>/<key>``, or None when it is missing or unfinished."""
+        """The complete output ``<stage>/<key>``, or None when it is missing, unfinished or damaged
+        (then it is recomputed)."""
         found = self._open_complete(stage, key)
-        return None if found is None else StageGroup(f"{stage}/{key}", found[1], found[0])
+        if isinstance(found, OutputCheck):
+            return None
+        return StageGroup(f"{stage}/{key}", found[1], found[0], self._rel(self.group_dir(stage, key)))
 
     def read(self, stage: str, key: str) -> StageGroup:
-        """Open a complete stage output; an unfinished one is an error, never read."""
+        """Open a complete stage output; an unfinished one is an error, never read; a damaged one a
+        :class:`~ptycho_dist.errors.CorruptDataError` naming the file."""
         found = self._open_complete(stage, key)
-        if found is None:
+        if isinstance(found, OutputCheck):
+            if found.state == "corrupt":
+                raise CorruptDataError(f"{found.problem}; {REPAIR_HINT}", path=found.problem.split(":")[0],
+                                       stage=stage, key=key)
             raise StorageError(f"{self.path}/{stage}/{key}: missing or unfinished (no completion marker)")
         group, attrs = found
-        return StageGroup(f"{stage}/{key}", attrs, group)
+        return StageGroup(f"{stage}/{key}", attrs, group, self._rel(self.group_dir(stage, key)))
 
     def written_at(self, stage: str, key: str) -> float:
         """When the completion marker of ``<stage>/<key>`` was written (seconds since the epoch)."""

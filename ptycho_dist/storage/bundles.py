@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 from safetensors.numpy import load as st_load
+from safetensors import SafetensorError
 from safetensors.numpy import save as st_save
 
-from ptycho_dist.errors import StorageError
+from ptycho_dist.errors import CorruptDataError, StorageError
 from ptycho_dist.storage.files import write_bytes_atomic, write_json_atomic
 
 __all__ = ["write_bundle_files", "read_bundle_files", "bundle_dir"]
@@ -50,4 +51,8 @@ def read_bundle_files(models_root: Path, key: str) -> tuple[dict[str, np.ndarray
         weights = st_load((folder / "weights.safetensors").read_bytes())
     except FileNotFoundError:
         raise StorageError(f"{folder}: no complete model bundle (bundle.json or weights missing)") from None
+    except (ValueError, OSError, SafetensorError) as exc:  # damaged JSON or weights
+        raise CorruptDataError(f"{folder}: damaged model bundle ({type(exc).__name__}: {str(exc)[:120]}); "
+                               "run `ptycho-dist verify RUN --repair`", path=str(folder), stage="train",
+                               key=key) from exc
     return {k: np.asarray(v) for k, v in weights.items()}, dict(meta)

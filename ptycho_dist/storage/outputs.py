@@ -22,6 +22,7 @@ output kind             class                           stages
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +32,8 @@ from typing import Annotated, Any, ClassVar, TypeVar
 import numpy as np
 
 from ptycho_dist.errors import StorageError
-from ptycho_dist.storage.arrays import ArrayStore, NamedArray, StageGroup
-from ptycho_dist.storage.bundles import read_bundle_files, write_bundle_files
+from ptycho_dist.storage.arrays import ArrayStore, FileDigest, NamedArray, OutputCheck, StageGroup
+from ptycho_dist.storage.bundles import bundle_dir, read_bundle_files, write_bundle_files
 from ptycho_dist.study.registry import OUTPUT_KINDS, stage_def
 
 __all__ = ["StageOutput", "SimulatedData", "Groups", "Bundle", "Prediction", "Reconstruction",
@@ -122,8 +123,9 @@ class StageOutput:
         object.__setattr__(self, name, value)
         return value
 
-    def write_files(self, models: Path, key: str) -> None:
-        """Files stored beside the array group (none but for bundles)."""
+    def write_files(self, models: Path, key: str) -> tuple[Path, ...]:
+        """Write the files stored beside the array group (none but for bundles); their paths."""
+        return ()
 
 
 @dataclass(frozen=True)
@@ -190,8 +192,9 @@ class Bundle(StageOutput):
     def to_store(self) -> tuple[dict[str, NamedArray], dict[str, Any]]:
         return {}, {}
 
-    def write_files(self, models: Path, key: str) -> None:
-        write_bundle_files(models, key, dict(self.weights), dict(self.meta))
+    def write_files(self, models: Path, key: str) -> tuple[Path, ...]:
+        folder = write_bundle_files(models, key, dict(self.weights), dict(self.meta))
+        return folder / "weights.safetensors", folder / "bundle.json"
 
     @classmethod
     def from_store(cls: type[T], group: StageGroup, models: Path) -> T:
@@ -310,9 +313,24 @@ class OutputStore:
         if output is not None and output.kind != kind:
             raise StorageError(f"stage {stage!r} stores {kind!r} outputs, got a {output.kind!r} one")
         arrays, attrs = output.to_store() if output is not None else ({}, {})
-        if output is not None:
-            output.write_files(self.models, key)
-        self.arrays.write(stage, key, arrays, {**attrs, "outcome": outcome.to_dict(), "has_output": output is not None})
+        written = output.write_files(self.models, key) if output is not None else ()
+        digests = tuple(FileDigest.of(self.arrays.run_dir, p) for p in written)
+        self.arrays.write(stage, key, arrays, {**attrs, "outcome": outcome.to_dict(), "has_output": output is not None},
+                          files=digests)
+
+    def check(self, stage: str, key: str, *, deep: bool = False) -> OutputCheck:
+        """The state of the output (:meth:`ArrayStore.check`: the group and the files beside it)."""
+        return self.arrays.check(stage, key, deep=deep)
+
+    def remove(self, stage: str, key: str) -> bool:
+        """Remove the output of ``stage`` with ``key`` (its group, and its bundle for ``train``)."""
+        removed = self.arrays.remove(stage, key)
+        if stage_def(stage).output == "bundle":
+            folder = bundle_dir(self.models, key)
+            if folder.exists():
+                shutil.rmtree(folder)
+                removed = True
+        return removed
 
     def read(self, stage: str, key: str, cls: type[T]) -> T:
         """The output of ``stage`` with ``key`` as ``cls`` (StorageError if the stage stores another kind)."""

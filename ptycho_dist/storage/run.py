@@ -1,7 +1,10 @@
 """The layout of one run directory (DESIGN.md §6)::
 
     <out>/<study-name>/
-      study.json      resolved spec, versions, git revision, start/end times
+      study.json      resolved spec and its SHA-256, version, package versions, git revision, start/end times
+      study.v1.json … earlier versions of the study run into this folder (``run --new-version``)
+      run.lock        the writer's lock (storage.lock), present while a run or repair is writing
+      commits/        one commit record per committed unit (storage.tables)
       arrays.zarr/    stage outputs (zarr v3), <stage>/<key>, see storage.arrays and storage.outputs
       models/<key>/   model bundles (weights + bundle.json)
       tables/<name>/  Parquet parts, see storage.tables
@@ -10,10 +13,16 @@
 
 Paths are derived from the study name (validated: letters, digits, ``_.-``) and from keys, never from
 other user strings.
+
+A run folder belongs to one spec: ``study.json`` records the SHA-256 of the resolved spec
+(:func:`spec_digest`), and initializing the folder with another spec is refused
+(:class:`~ptycho_dist.errors.StudyMismatchError`) unless a new version is asked for; the previous
+``study.json`` is then kept as ``study.v<N>.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import subprocess
@@ -24,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 from ptycho_dist import __version__
-from ptycho_dist.errors import StorageError
+from ptycho_dist.errors import CorruptDataError, StorageError, StudyMismatchError
 from ptycho_dist.storage.arrays import ArrayStore
 from ptycho_dist.storage.files import write_json_atomic, write_text_atomic
 from ptycho_dist.storage.outputs import OutputStore
 from ptycho_dist.storage.tables import TableStore
 from ptycho_dist.study import Study
 
-__all__ = ["RunLayout", "library_versions", "git_revision"]
+__all__ = ["RunLayout", "library_versions", "git_revision", "spec_digest", "spec_differences"]
 
 _LIBRARIES = ("numpy", "scipy", "scikit-image", "zarr", "pyarrow", "duckdb", "ray", "pydantic",
               "torch", "pytorch-lightning", "tensorflow-cpu", "tensorflow", "keras")
@@ -56,6 +65,31 @@ def git_revision(path: Path) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return proc.stdout.strip() or None if proc.returncode == 0 else None
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a resolved study spec (:meth:`Study.to_dict`): the identity of
+    what the study computes, independent of the file's formatting, comments and path."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def spec_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two resolved specs differ (the expanded scenario list left out)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new)):
+            if prefix == "" and k == "scenarios":
+                continue
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k not in old or k not in new:
+                out.append(path)
+            else:
+                out.extend(spec_differences(old[k], new[k], path))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new) and old != new:
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in spec_differences(a, b, f"{prefix}[{i}]")]
+    return [] if old == new else [prefix or "<spec>"]
 
 
 @dataclass(frozen=True)
@@ -97,23 +131,60 @@ class RunLayout:
     def report(self) -> Path:
         return self.root / "report"
 
-    def initialize(self, study: Study, *, scenario_ids: list[str]) -> None:
-        """Create the folders and the array store; record the resolved study and the start time."""
+    def versions(self) -> list[Path]:
+        """The earlier versions of ``study.json`` kept in the folder (``study.v1.json`` …), oldest first."""
+        found = [(int(p.stem.split(".v")[1]), p) for p in self.root.glob("study.v*.json")
+                 if p.stem.split(".v")[-1].isdigit()]
+        return [p for _, p in sorted(found)]
+
+    def initialize(self, study: Study, *, scenario_ids: list[str], pair_ids: list[str] | None = None,
+                   new_version: bool = False) -> None:
+        """Create the folders and the array store; record the resolved study and the start time.
+
+        A folder whose ``study.json`` holds another spec is refused
+        (:class:`~ptycho_dist.errors.StudyMismatchError`, naming the fields that differ) unless
+        ``new_version``: then the recorded ``study.json`` is kept as ``study.v<N>.json`` and this
+        spec becomes version N + 1. Call it while holding the run lock.
+        """
+        spec = study.to_dict()
+        digest = spec_digest(spec)
+        previous = self.read_study_json() if self.study_json.exists() else {}
+        version = int(previous.get("version", 1))
+        if previous:
+            recorded = previous.get("spec_sha256") or spec_digest(previous.get("spec", {}))
+            if recorded != digest:
+                if not new_version:
+                    raise StudyMismatchError(self._mismatch(study, previous, recorded, spec, version))
+                write_json_atomic(self.root / f"study.v{version}.json", previous)
+                previous, version = {}, version + 1
         for folder in (self.root, self.logs, self.models, self.tables.path, self.report):
             folder.mkdir(parents=True, exist_ok=True)
         self.arrays.initialize()
-        previous = self.read_study_json() if self.study_json.exists() else {}
+        self.arrays.clear_staging()
         write_json_atomic(self.study_json, {
             "ptycho_dist_version": __version__,
             "git_revision": git_revision(Path(__file__).parent),
             "libraries": library_versions(),
             "source": study.source,
+            "version": version,
+            "spec_sha256": digest,
             "started_at": time.time(),
             "first_started_at": previous.get("first_started_at", time.time()),
             "finished_at": None,
             "scenario_ids": scenario_ids,
-            "spec": study.to_dict(),
+            "pair_ids": list(pair_ids or []),
+            "spec": spec,
         })
+
+    def _mismatch(self, study: Study, previous: dict[str, Any], recorded: str, spec: dict[str, Any],
+                  version: int) -> str:
+        diff = spec_differences(previous.get("spec", {}), spec)
+        where = ", ".join(diff[:6]) + (f" and {len(diff) - 6} more" if len(diff) > 6 else "")
+        return (f"{study.source}: {self.root} holds another version of study {study.meta.name!r} "
+                f"(version {version}, from {previous.get('source', '?')}, spec sha256 {recorded[:12]}); this spec "
+                f"differs in {where or 'its resolved fields'}. Pass --new-version to make it version {version + 1} "
+                f"of this folder (study.json is kept as study.v{version}.json; tables then show only the new "
+                "version's scenarios), or choose another --out")
 
     def read_study_json(self) -> dict[str, Any]:
         """The recorded ``study.json`` (StorageError when the folder is not a run)."""
@@ -121,8 +192,8 @@ class RunLayout:
             return dict(json.loads(self.study_json.read_text()))
         except FileNotFoundError:
             raise StorageError(f"{self.root}: not a ptycho-dist run directory (no study.json)") from None
-        except json.JSONDecodeError as exc:
-            raise StorageError(f"{self.study_json}: unreadable: {exc}") from exc
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CorruptDataError(f"{self.study_json}: unreadable ({exc})", path=str(self.study_json)) from exc
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Record the end time and the run summary in ``study.json``."""

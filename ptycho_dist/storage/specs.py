@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from pathlib import Path
 
 from ptycho_dist.errors import SpecError
@@ -10,7 +11,10 @@ from ptycho_dist.storage.datasets import inspect_npz_dataset
 from ptycho_dist.storage.inputs import check_npz_probe
 from ptycho_dist.study import Study, parse_study
 
-__all__ = ["load_study", "check_input_files"]
+__all__ = ["load_study", "check_input_files", "MAX_SPEC_BYTES"]
+
+#: largest study file read (the largest real one is a few KiB)
+MAX_SPEC_BYTES = 1024 * 1024
 
 
 def load_study(path: str | Path) -> Study:
@@ -24,13 +28,25 @@ def load_study(path: str | Path) -> Study:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        info = p.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SpecError(f"{path}: is a directory, expected a study file (.toml)")
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(f"{path}: is not a regular file (a device, pipe or socket), expected a study file (.toml)")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: is {info.st_size} bytes, more than a study file may be "
+                            f"({MAX_SPEC_BYTES // 1024} KiB)")
+        with p.open("rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
+        if len(data) > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: grew past {MAX_SPEC_BYTES // 1024} KiB while it was read")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"{path}: no such study file") from None
-    except IsADirectoryError:
-        raise SpecError(f"{path}: is a directory, expected a study file (.toml)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: cannot read study file: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: is not UTF-8 text: {exc}") from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read study file: {exc.strerror or exc}") from None
     study = parse_study(text, source=str(path))
     check_input_files(study)
     return study

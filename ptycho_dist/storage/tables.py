@@ -5,14 +5,22 @@ Layout and commit rule: the rows of one scenario are written as one part per tab
 written **last**: it commits the others. Readers take only parts whose scenario has a committed
 ``scenarios`` part, so a driver killed between two writes leaves nothing that is read; re-running
 rewrites the same file names, so every scenario has exactly one set of rows.
+
+Integrity: every part is written durably (fsynced, renamed into place) with a CRC32 on each parquet
+page, and each unit (scenario, pair of arms, the run-level tables) has a commit record
+``<run>/commits/<unit>.json`` with the size and SHA-256 of every part it wrote, written before the
+part that commits it. :meth:`TableStore.check` compares the parts with their records.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -20,9 +28,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel
 
-from ptycho_dist.errors import StorageError
+from ptycho_dist.errors import CorruptDataError, StorageError
 from ptycho_dist.evaluation import BIAS_KEYS, METRIC_KEYS
-from ptycho_dist.storage.files import write_bytes_atomic
+from ptycho_dist.storage.files import sha256_bytes, sha256_file, write_bytes_atomic, write_text_atomic
 from ptycho_dist.study.registry import pair_tables, stage_names
 from ptycho_dist.study.spec import Scenario
 
@@ -37,6 +45,11 @@ __all__ = [
     "TableStore",
     "PAIR_TABLES",
     "RUN_TABLES",
+    "PartCheck",
+    "json_row",
+    "TABLE_REPAIR_HINT",
+    "COMMITS",
+    "RUN_UNIT",
 ]
 
 #: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``; a
@@ -174,6 +187,10 @@ TABLES: dict[str, list[pa.Field]] = {
 PAIR_TABLES = pair_tables()
 #: tables of the whole run (one part, ``run.parquet``, replaced as a whole): expectation results
 RUN_TABLES = ("expectations",)
+#: folder of the commit records (``<run>/commits/<unit>.json``); the run-level tables' record
+COMMITS, RUN_UNIT = "commits", "_run"
+#: what a message about a damaged table part tells the user to do
+TABLE_REPAIR_HINT = "run `ptycho-dist verify RUN --repair`"
 
 
 def table_schema(name: str) -> pa.Schema:
@@ -207,47 +224,140 @@ def _to_table(name: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
         raise StorageError(f"table {name!r}: rows do not match the schema: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class PartCheck:
+    """The state of one table part: ``ok``, ``missing`` (the unit's commit record lists it, the file is
+    gone), ``corrupt`` (size or SHA-256 differ from the record, or it does not decode) or
+    ``unverified`` (no commit record: written by an older version, but readable)."""
+
+    table: str
+    unit: str
+    path: str
+    state: str
+    problem: str = ""
+
+
+def _encode(table: pa.Table) -> bytes:
+    """A parquet file (zstd, CRC32 on every page) as bytes."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", write_page_checksum=True)
+    return buf.getvalue()
+
+
+def json_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A table row as JSON-safe data (timestamps as ISO text)."""
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+
+
+def _row_from_json(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
+    schema = table_schema(table)
+    out = dict(row)
+    for f in schema:
+        if pa.types.is_timestamp(f.type) and isinstance(out.get(f.name), str):
+            out[f.name] = datetime.fromisoformat(out[f.name])
+    return out
+
+
 class TableStore:
-    """The ``tables/`` folder of one run."""
+    """The ``tables/`` folder of one run, and the commit records of its units (``commits/``).
+
+    A unit's commit record ``commits/<unit>.json`` lists the parts it wrote with their sizes and
+    SHA-256 (what :meth:`check` compares) and, for a scenario, its ``scenarios`` row (so that the part
+    can be rebuilt with the same run-specific fields). It is written after the other parts and before
+    the part that commits the unit.
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / "tables"
+        self.commits = Path(run_dir) / COMMITS
 
     def _part(self, table: str, scenario_id: str) -> Path:
         return self.path / table / f"{scenario_id}.parquet"
 
+    def _record_path(self, unit: str) -> Path:
+        return self.commits / f"{unit}.json"
+
     def write_scenario(self, scenario_id: str, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Write every table's rows of one scenario; the ``scenarios`` row last (the commit)."""
+        """Write every table's rows of one scenario; the commit record, then the ``scenarios`` row
+        last (the commit)."""
         if len(tables.get("scenarios", ())) != 1:
             raise StorageError(f"scenario {scenario_id}: exactly one 'scenarios' row is required")
+        encoded: dict[str, tuple[bytes, int]] = {}
         for name in TABLES:
             if name == "scenarios" or name in PAIR_TABLES or name in RUN_TABLES:
                 continue
             rows = [{"scenario_id": scenario_id, **r} for r in tables.get(name, ())]
-            part = self._part(name, scenario_id)
             if rows:
-                self._write(part, _to_table(name, rows))
-            else:
+                encoded[name] = (_encode(_to_table(name, rows)), len(rows))
+        head = _encode(_to_table("scenarios", tables["scenarios"]))
+        # a rewrite uncommits first: a driver killed during it leaves the unit to be redone, never
+        # an old scenarios row over new parts
+        self._part("scenarios", scenario_id).unlink(missing_ok=True)
+        self._record_path(scenario_id).unlink(missing_ok=True)
+        for name in TABLES:
+            part = self._part(name, scenario_id)
+            if name in encoded:
+                write_bytes_atomic(part, encoded[name][0])
+            elif name != "scenarios" and name not in PAIR_TABLES and name not in RUN_TABLES:
                 part.unlink(missing_ok=True)
-        self._write(self._part("scenarios", scenario_id), _to_table("scenarios", tables["scenarios"]))
+        encoded["scenarios"] = (head, 1)
+        self._write_record(scenario_id, "scenario", encoded, row=json_row(tables["scenarios"][0]))
+        write_bytes_atomic(self._part("scenarios", scenario_id), head)
+
+    def _write_record(self, unit: str, kind: str, parts: Mapping[str, tuple[bytes, int]],
+                      row: Mapping[str, Any] | None = None) -> None:
+        record: dict[str, Any] = {"unit": unit, "kind": kind, "parts": {
+            name: {"bytes": len(data), "sha256": sha256_bytes(data), "rows": n} for name, (data, n) in parts.items()}}
+        if row is not None:
+            record["scenarios_row"] = row
+        write_text_atomic(self._record_path(unit), json.dumps(record, indent=1, allow_nan=True) + "\n")
+
+    def record(self, unit: str) -> dict[str, Any] | None:
+        """The commit record of ``unit`` (None when there is none or it cannot be read)."""
+        try:
+            data = json.loads(self._record_path(unit).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("parts"), dict) else None
+
+    def committed_row(self, unit: str) -> dict[str, Any] | None:
+        """The ``scenarios`` row recorded when ``unit`` was committed (typed as in the table)."""
+        rec = self.record(unit)
+        row = rec.get("scenarios_row") if rec else None
+        return _row_from_json("scenarios", row) if isinstance(row, dict) else None
 
     @staticmethod
     def _write(path: Path, table: pa.Table) -> None:
-        buf = io.BytesIO()
-        pq.write_table(table, buf, compression="zstd")
-        write_bytes_atomic(path, buf.getvalue())
+        write_bytes_atomic(path, _encode(table))
 
     def write_pair(self, table: str, pair_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Write the rows of one pair of arms (written only after both arms' scenarios are committed)."""
         if table not in PAIR_TABLES:
             raise StorageError(f"table {table!r} is not a per-pair table")
-        self._write(self._part(table, pair_id), _to_table(table, rows))
+        data = _encode(_to_table(table, rows))
+        self._write_record(pair_id, "pair", {table: (data, len(rows))})
+        write_bytes_atomic(self._part(table, pair_id), data)
 
     def write_run_table(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
         """Replace the rows of a run-level table (:data:`RUN_TABLES`) in one atomic write."""
         if table not in RUN_TABLES:
             raise StorageError(f"table {table!r} is not a run-level table")
-        self._write(self._part(table, "run"), _to_table(table, rows))
+        data = _encode(_to_table(table, rows))
+        self._write_record(RUN_UNIT, "run", {table: (data, len(rows))})
+        write_bytes_atomic(self._part(table, "run"), data)
+
+    def remove_unit(self, unit: str) -> None:
+        """Uncommit ``unit``: its committing part first, then the others and its record."""
+        for name in ("scenarios", *PAIR_TABLES, *[t for t in TABLES if t != "scenarios" and t not in PAIR_TABLES]):
+            self._part(name, unit).unlink(missing_ok=True)
+        self._record_path(unit).unlink(missing_ok=True)
+
+    def remove_run_table(self, table: str) -> None:
+        """Remove a run-level table's part and its record (it is empty until written again)."""
+        if table not in RUN_TABLES:
+            raise StorageError(f"table {table!r} is not a run-level table")
+        self._part(table, "run").unlink(missing_ok=True)
+        self._record_path(RUN_UNIT).unlink(missing_ok=True)
 
     def has_pair(self, table: str, pair_id: str) -> bool:
         """True when the pair's part of ``table`` exists."""
@@ -278,22 +388,93 @@ class TableStore:
         ids = self.committed_ids()
         return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
 
-    def read(self, table: str) -> pa.Table:
-        """All committed rows of ``table`` as one Arrow table (empty with the schema if none)."""
-        parts = self.parts(table)
+    def read(self, table: str, *, skip: Iterable[str] = ()) -> pa.Table:
+        """All committed rows of ``table`` as one Arrow table (empty with the schema if none); the
+        parts of the units in ``skip`` are left out."""
+        left_out = set(skip)
+        parts = [p for p in self.parts(table) if p.stem not in left_out]
         if not parts:
             return table_schema(table).empty_table()
         return pa.concat_tables([self.read_part(p, table) for p in parts])
 
     @staticmethod
     def read_part(path: Path, table: str) -> pa.Table:
-        """One part file of ``table``, read with the table's current schema."""
-        return pq.read_table(path, schema=table_schema(table))
+        """One part file of ``table``, read with the table's current schema (a part that does not
+        decode is a :class:`~ptycho_dist.errors.CorruptDataError` naming it)."""
+        try:
+            return pq.read_table(path, schema=table_schema(table))
+        except (pa.ArrowException, OSError) as exc:
+            raise CorruptDataError(f"{path}: damaged table part ({type(exc).__name__}: {str(exc)[:120]}); "
+                                   f"{TABLE_REPAIR_HINT}", path=str(path)) from exc
 
-    def status_rows(self, ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """``scenarios`` rows (all, or those of ``ids``) as dicts."""
-        rows = self.read("scenarios").to_pylist()
+    def status_rows(self, ids: Iterable[str] | None = None, *, skip: Iterable[str] = ()) -> list[dict[str, Any]]:
+        """``scenarios`` rows (all, or those of ``ids``) as dicts, leaving out the units in ``skip``."""
+        rows = self.read("scenarios", skip=skip).to_pylist()
         if ids is None:
             return rows
         wanted = set(ids)
         return [r for r in rows if r["scenario_id"] in wanted]
+
+    def check_part(self, table: str, path: Path, *, deep: bool = False,
+                   record: Mapping[str, Any] | None = None) -> PartCheck:
+        """The state of one part file (:class:`PartCheck`) against its unit's commit record: without
+        ``deep`` its size, with ``deep`` its SHA-256 and a full read with page checksums verified."""
+        unit = path.stem
+        rec = record if record is not None else self.record(RUN_UNIT if table in RUN_TABLES else unit)
+        want = (rec or {}).get("parts", {}).get(table)
+        rel = str(path.relative_to(self.path.parent))
+        if not path.exists():
+            return PartCheck(table, unit, rel, "missing", f"{rel}: missing (its commit record lists it)")
+        if want is not None:
+            size = path.stat().st_size
+            if size != want["bytes"]:
+                return PartCheck(table, unit, rel, "corrupt", f"{rel}: {size} bytes, {want['bytes']} written")
+            if not deep:
+                return PartCheck(table, unit, rel, "ok")
+            if sha256_file(path) != want["sha256"]:
+                return PartCheck(table, unit, rel, "corrupt", f"{rel}: SHA-256 does not match its commit record")
+        try:
+            if deep:
+                pq.read_table(path, schema=table_schema(table), page_checksum_verification=True)
+            else:
+                pq.read_metadata(path)
+        except (pa.ArrowException, OSError) as exc:
+            return PartCheck(table, unit, rel, "corrupt", f"{rel}: does not decode ({type(exc).__name__}: "
+                             f"{str(exc)[:100]})")
+        return PartCheck(table, unit, rel, "ok" if want is not None else "unverified")
+
+    def check(self, *, deep: bool = False) -> list[PartCheck]:
+        """Every committed part of every table, and the parts that committed units' records list but
+        that are gone (a lost ``scenarios`` part leaves a record without its commit: ``missing``)."""
+        out: list[PartCheck] = []
+        records: dict[str, dict[str, Any] | None] = {}
+
+        def rec(unit: str) -> dict[str, Any] | None:
+            if unit not in records:
+                records[unit] = self.record(unit)
+            return records[unit]
+
+        committed = self.committed_ids()
+        for table in TABLES:
+            for path in self.parts(table):
+                unit = RUN_UNIT if table in RUN_TABLES else path.stem
+                out.append(self.check_part(table, path, deep=deep, record=rec(unit) or {}))
+        seen = {(c.table, c.unit) for c in out}
+        if self.commits.exists():
+            for p in sorted(self.commits.glob("*.json")):
+                unit = p.stem
+                r = rec(unit)
+                if r is None:
+                    out.append(PartCheck("commits", unit, str(p.relative_to(self.path.parent)), "corrupt",
+                                         f"{p.relative_to(self.path.parent)}: unreadable commit record"))
+                    continue
+                if r.get("kind") == "scenario" and unit not in committed:
+                    out.append(PartCheck("scenarios", unit, str(self._part("scenarios", unit).relative_to(
+                        self.path.parent)), "missing", f"{self._part('scenarios', unit).relative_to(self.path.parent)}: "
+                        "missing (the commit record lists it; or the commit was interrupted)"))
+                    continue
+                for table in r["parts"]:
+                    part_unit = "run" if r.get("kind") == "run" else unit
+                    if (table, part_unit) not in seen and table in TABLES:
+                        out.append(self.check_part(table, self._part(table, part_unit), deep=deep, record=r))
+        return out

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ptycho_dist.physics.scans import grid_shape
@@ -47,6 +47,7 @@ __all__ = [
     "ResourcesSpec",
     "FaultsSpec",
     "Scenario",
+    "largest_arrays",
 ]
 
 
@@ -127,7 +128,7 @@ class SpecModel(BaseModel):
     """Base of every spec model: frozen, strict, unknown keys forbidden, docstrings as descriptions."""
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True, allow_inf_nan=False
     )
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +139,18 @@ class SpecModel(BaseModel):
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Validate a JSON-compatible dict (the inverse of :meth:`to_dict`)."""
         return cls.model_validate_json(json.dumps(data))
+
+
+def _not_bool(value: Any) -> Any:
+    """Before an integer choice is matched: ``True == 1`` in Python, so a literal choice would take
+    ``gridsize = true`` as 1; a boolean is refused instead."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_for_int", "must be an integer, not a boolean")
+    return value
+
+
+#: a field-level check for integer choices: ``Annotated[Literal[1, 2, 3], NOT_BOOL]``
+NOT_BOOL = BeforeValidator(_not_bool)
 
 
 def _ordered(pair: tuple[float, float], name: str) -> None:
@@ -159,7 +172,7 @@ class ObjectSpec(SpecModel):
     """(low, high) of the object amplitude."""
     phase_range: tuple[float, float] = (0.0, 0.5)
     """(low, high) of the object phase in radians."""
-    n_lines: int = Field(default=400, ge=1)
+    n_lines: int = Field(default=400, ge=1, le=1_000_000)
     """Number of line segments (``lines``, ``ptychopinn_lines``: the reference draws 400)."""
     lines_phase: Literal["zero", "tanh"] = "zero"
     """Phase of ``ptychopinn_lines``: zero (the reference default, amplitude only) or the
@@ -168,7 +181,7 @@ class ObjectSpec(SpecModel):
     """Gaussian blur widths in pixels among which the segments are split evenly (``lines``)."""
     correlation_length: float = Field(default=8.0, gt=0)
     """Correlation length in pixels (``grf``)."""
-    n_spokes: int = Field(default=32, ge=2)
+    n_spokes: int = Field(default=32, ge=2, le=1_000_000)
     """Number of spokes (``siemens_star``)."""
     path: str | None = None
     """File with the object (``file``): .npy, .npz (first array) or .tif/.tiff; complex or real."""
@@ -193,7 +206,7 @@ class ProbeSpec(SpecModel):
     """Generator: soft disk (default), Gaussian, zone-plate-like with phase curvature, aberrated
     (experimental-like: off-centre elliptical aperture with seeded Zernike phase), a file
     (``path``, .npy/.npz), or the array ``npz_key`` of a PtychoPINN-format .npz (``path``)."""
-    n: Literal[16, 32, 64, 128, 256] = 64
+    n: Annotated[Literal[16, 32, 64, 128, 256], NOT_BOOL] = 64
     """Probe (and diffraction pattern) side N in pixels, a power of two."""
     radius: float | None = Field(default=None, gt=0)
     """Aperture radius in pixels (``disk``, ``zone_plate``; the major semi-axis for ``aberrated``);
@@ -255,7 +268,7 @@ class ScanSpec(SpecModel):
     """Number of positions (required for random and fermat; for grid, keep the first n)."""
     margin: float = Field(default=0.0, ge=0)
     """Extra distance in pixels kept between every patch and the object edge."""
-    cluster: Literal[1, 2, 3] = 1
+    cluster: Annotated[Literal[1, 2, 3], NOT_BOOL] = 1
     """Grid scans: positions per side of each grid point. 1 is the plain raster; g > 1 turns every
     grid point (spacing ``step``, then the stride between clusters) into g x g positions
     ``inner_offset`` apart around it, stored consecutively in row-major layout order (PtychoPINN's
@@ -297,7 +310,7 @@ class GroupingSpec(SpecModel):
     without spatial meaning). ``grid``: the clusters of a clustered grid scan (scan.kind = 'grid',
     scan.cluster = gridsize), members in the fixed row-major layout, so channel c always means the
     same position (PtychoPINN's grid simulation)."""
-    gridsize: Literal[1, 2, 3] = 1
+    gridsize: Annotated[Literal[1, 2, 3], NOT_BOOL] = 1
     """Groups hold gridsize**2 positions; 1 means every position is its own group."""
     k_neighbors: int | None = Field(default=None, ge=1)
     """Members are drawn among the K nearest neighbours of a seed position (K >= gridsize**2 - 1);
@@ -371,15 +384,15 @@ class ModelSpec(SpecModel):
 class TrainingSpec(SpecModel):
     """Optimizer and schedule."""
 
-    epochs: int = Field(default=50, ge=0)
+    epochs: int = Field(default=50, ge=0, le=100_000)
     """Number of epochs; 0 keeps the initialized, untrained network (a baseline arm)."""
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=16, ge=1, le=1_000_000)
     """Groups per batch."""
     lr: float = Field(default=1e-3, gt=0)
     """Adam learning rate."""
     plateau_factor: float = Field(default=0.5, gt=0, lt=1)
     """Reduce-on-plateau factor."""
-    plateau_patience: int = Field(default=2, ge=0)
+    plateau_patience: int = Field(default=2, ge=0, le=100_000)
     """Reduce-on-plateau patience in epochs."""
     min_lr: float = Field(default=1e-4, ge=0)
     """Reduce-on-plateau floor (at most ``lr`` for a torch/tf arm)."""
@@ -497,14 +510,18 @@ class EvaluationSpec(SpecModel):
 class ResourcesSpec(SpecModel):
     """Ray resources of the stages of this scenario."""
 
-    num_cpus: float = Field(default=1.0, gt=0)
+    num_cpus: float = Field(default=1.0, gt=0, le=4096)
     """CPUs per CPU stage task."""
-    num_gpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0, le=64)
     """GPUs per train/infer task; None: 1 when the cluster has GPUs, else 0 (fractions allowed)."""
-    train_workers: int = Field(default=1, ge=1)
+    train_workers: int = Field(default=1, ge=1, le=4096)
     """Ray Train workers for one training run (>1 uses data-parallel training)."""
-    max_retries: int = Field(default=3, ge=0)
+    max_retries: int = Field(default=3, ge=0, le=100)
     """Ray retries of a task after a system failure (a dead worker or node)."""
+    memory_gb: float = Field(default=16.0, gt=0, le=1_000_000)
+    """Memory budget of one scenario's task, GiB: validation rejects a scenario whose largest array
+    (estimated from the spec: the diffraction stack, the grouped patches or the object) would not
+    fit in it. Raise it for machines with more memory; it is not a Ray resource request."""
 
 
 class DataSpec(SpecModel):
@@ -565,7 +582,7 @@ class FaultsSpec(SpecModel):
     position, and drop what falls outside it: a scan wider than that canvas loses most of its
     signal (the ``canvas_fixed_energy_share`` diagnostic says how much such a canvas keeps,
     ``stitch_kept_weight_share`` what the stitch kept)."""
-    relative_sign: Literal[1, -1] = 1
+    relative_sign: Annotated[Literal[1, -1], NOT_BOOL] = 1
     """Sign applied to the relative coordinates (member - centre) this arm's model receives: +1 is
     this project's convention; -1 reproduces the older code's negated offsets (a sign fork between
     two backends, caught by forward parity at gridsize > 1)."""
@@ -661,7 +678,104 @@ class Scenario(SpecModel):
             _check_pinn(self)
         if self.model.backend in ITERATIVE_BACKENDS:
             _check_iterative(self)
+        _check_jitter(self)
+        _check_memory(self)
         return self
+
+
+def _scan_box_side(s: Scenario, scan: ScanSpec) -> float | None:
+    """Smallest side of the box the scan positions move in (None for a file object)."""
+    if s.object.kind == "file":
+        return None
+    return s.object.size - s.probe.n - 2 * scan.margin - (scan.cluster - 1) * scan.inner_offset
+
+
+def _check_jitter(s: Scenario) -> None:
+    """Jitter is a truncated Gaussian redrawn inside the scan box: a std above the box's side would
+    redraw (nearly) forever, so it is refused here rather than at simulation time."""
+    scans = [("scan",), ("data", "test_scan")] if s.data.test_scan is not None else [("scan",)]
+    for loc in scans:
+        scan = s.scan if loc == ("scan",) else s.data.test_scan
+        assert scan is not None
+        box = _scan_box_side(s, scan)
+        if scan.jitter > 0 and box is not None and scan.jitter > max(box, 0.0):
+            raise rule_error("Scenario", (*loc, "jitter"),
+                             f"must be at most the scan box side object.size - probe.n - 2*margin"
+                             f"{' - (cluster - 1)*inner_offset' if scan.cluster > 1 else ''} = {box:g} px "
+                             "(positions are redrawn inside the box)", scan.jitter)
+
+
+def _n_scan_positions(s: Scenario, scan: ScanSpec) -> int | None:
+    """Positions the scan makes (None when a file decides: a file object or measured data)."""
+    if s.data.source == "npz":
+        return s.data.n_patterns
+    if scan.kind != "grid":
+        return scan.n_positions
+    if s.object.kind == "file":
+        return scan.n_positions
+    ny, nx = grid_shape((s.object.size, s.object.size), s.probe.n, step=scan.step, cluster=scan.cluster,
+                        inner_offset=scan.inner_offset, margin=scan.margin)
+    made = ny * nx * scan.cluster**2
+    return made if scan.n_positions is None else min(made, scan.n_positions)
+
+
+def largest_arrays(s: Scenario) -> list[tuple[int, tuple[str, ...], str]]:
+    """Estimated bytes of the largest arrays one stage of scenario ``s`` holds at once, each with the
+    field that sets its size and what it is (used against ``resources.memory_gb``).
+
+    - simulation: counts float32 and true patches complex64 per position: ``P * N**2 * 12`` bytes;
+    - grouped arrays (training inputs float32 and predicted patches complex64 + amplitudes float32
+      for every group of every training object): ``objects * G * C * N**2 * 16`` bytes;
+    - the object and its stitched canvas, complex64: ``2 * size**2 * 8`` bytes.
+
+    ``P`` is the scan's positions, ``G`` the groups (``grouping.n_groups``, else one per position),
+    ``C = gridsize**2``. Unknown sizes (read from a file) are left out.
+    """
+    n2 = s.probe.n**2
+    out: list[tuple[int, tuple[str, ...], str]] = []
+    c = s.grouping.gridsize**2
+    scans = [("scan",), ("data", "test_scan")] if s.data.test_scan is not None else [("scan",)]
+    for loc in scans:
+        scan = s.scan if loc == ("scan",) else s.data.test_scan
+        assert scan is not None
+        p = _n_scan_positions(s, scan)
+        if p is None:
+            continue
+        field = (*loc, "n_positions") if scan.n_positions is not None or scan.kind != "grid" else (*loc, "step")
+        if s.data.source == "npz":
+            field = ("data", "n_patterns")
+        out.append((p * n2 * 12, field, f"the simulated data: {p} patterns of {s.probe.n} x {s.probe.n}"))
+        if loc == ("scan",):
+            groups = s.grouping.n_groups if s.grouping.n_groups is not None else p // (c if s.grouping.mode == "grid" else 1)
+            gfield = ("grouping", "n_groups") if s.grouping.n_groups is not None else field
+            objects = s.data.train_objects
+            out.append((objects * groups * c * n2 * 16, gfield,
+                        f"the grouped arrays: {objects} x {groups} groups of {c} patches of {s.probe.n} x {s.probe.n}"))
+    if s.object.kind != "file":
+        out.append((2 * s.object.size**2 * 8, ("object", "size"),
+                    f"the object and its canvas: {s.object.size} x {s.object.size} complex64"))
+    return out
+
+
+def _bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} EiB"  # pragma: no cover
+
+
+def _check_memory(s: Scenario) -> None:
+    budget = s.resources.memory_gb * 2**30
+    for size, loc, what in largest_arrays(s):
+        if size > budget:
+            value: Any = s
+            for part in loc:
+                value = getattr(value, part)
+            raise rule_error("Scenario", loc,
+                             f"makes {what}, about {_bytes(size)}, over the memory budget "
+                             f"resources.memory_gb = {s.resources.memory_gb:g} GiB (raise it for a "
+                             "machine that has the memory)", value)
 
 
 #: fault switches of the stitch and of the PINN, which the iterative arm has not

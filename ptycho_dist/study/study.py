@@ -196,6 +196,17 @@ def _values_list(value: Any, where: str, source: str) -> list[Any]:
     return value
 
 
+def _check_distinct(values: Sequence[Any], where: str, source: str) -> None:
+    """An axis lists each value once (8 and 8.0 are the same value): a repeated value would make
+    two identical scenarios."""
+    for i, v in enumerate(values):
+        for j in range(i):
+            if _same(values[j], v) if not isinstance(v, tuple) else all(
+                    _same(a, b) for a, b in zip(values[j], v, strict=True)):
+                raise SpecError(f"{source}: {where}[{i}]: repeats {where}[{j}] = {json.dumps(values[j])} "
+                                "(each value of an axis once; use study.replicates for repeated draws)")
+
+
 def _parse_axes(raw: Mapping[str, Any], source: str) -> tuple[list[Axis], list[dict[str, Any]]]:
     axes: list[Axis] = []
     for path, values in raw.items():
@@ -203,7 +214,9 @@ def _parse_axes(raw: Mapping[str, Any], source: str) -> tuple[list[Axis], list[d
             continue
         where = f'axes."{path}"'
         _check_path(path, where, source)
-        axes.append(Axis((path,), tuple((v,) for v in _values_list(values, where, source))))
+        listed = _values_list(values, where, source)
+        _check_distinct(listed, where, source)
+        axes.append(Axis((path,), tuple((v,) for v in listed)))
     zips = raw.get("zip", [])
     if not isinstance(zips, list):
         raise SpecError(f"{source}: axes.zip: must be a list of tables ([[axes.zip]]), got {zips!r}")
@@ -218,7 +231,9 @@ def _parse_axes(raw: Mapping[str, Any], source: str) -> tuple[list[Axis], list[d
         lengths = {p: len(v) for p, v in lists.items()}
         if len(set(lengths.values())) != 1:
             raise SpecError(f"{source}: axes.zip[{i}]: lists must have equal lengths, got {lengths}")
-        axes.append(Axis(tuple(lists), tuple(zip(*lists.values()))))
+        rows = tuple(zip(*lists.values()))
+        _check_distinct(rows, f"axes.zip[{i}]", source)
+        axes.append(Axis(tuple(lists), rows))
     excludes = raw.get("exclude", [])
     if not isinstance(excludes, list) or not all(isinstance(e, dict) and e for e in excludes):
         raise SpecError(f"{source}: axes.exclude: must be a list of non-empty tables path -> value, got {excludes!r}")
@@ -282,6 +297,7 @@ def _expand(parsed: StudyFile, axes: Sequence[Axis], excludes: Sequence[Mapping[
     base = parsed.base.to_dict()
     out: list[Scenario] = []
     used = [False] * len(excludes)
+    made: dict[str, str] = {}
     for combo in itertools.product(*(range(len(a.values)) for a in axes)):
         data = copy.deepcopy(base)
         for axis, idx in zip(axes, combo):
@@ -291,12 +307,17 @@ def _expand(parsed: StudyFile, axes: Sequence[Axis], excludes: Sequence[Mapping[
         used = [u or h for u, h in zip(used, hit)]
         if any(hit):
             continue
+        where = ", ".join(f"{p} = {json.dumps(_get_path(data, p))}" for a in axes for p in a.paths)
+        canonical = json.dumps(Scenario.from_dict(data | {"seed": 0, "replicate": 0}).to_dict(), sort_keys=True)
+        if canonical in made:
+            raise SpecError(f"{source}: axes: two combinations make the same scenario ({made[canonical]}) "
+                            f"and ({where}): an axis value that equals the base or another axis's effect")
+        made[canonical] = where
         for rep in range(parsed.study.replicates):
             data.update(seed=parsed.study.seed, replicate=rep)
             try:
                 out.append(Scenario.from_dict(data))
             except ValidationError as exc:
-                where = ", ".join(f"{p} = {json.dumps(_get_path(data, p))}" for a in axes for p in a.paths)
                 raise SpecError(f"{first_error_message(exc, source=source, root=Scenario)} (scenario {where})") from None
     for i, u in enumerate(used):
         if not u:
@@ -306,10 +327,35 @@ def _expand(parsed: StudyFile, axes: Sequence[Axis], excludes: Sequence[Mapping[
     return out
 
 
+#: deepest nesting of tables and arrays a study file may have (real ones use 4)
+MAX_NESTING = 16
+
+
+def _check_raw(value: Any, source: str, where: str = "", depth: int = 0) -> None:
+    """Before validation: bounded nesting, and every float finite (``inf``/``nan`` are TOML floats
+    but mean nothing in a spec), each reported at its path in the file."""
+    if depth > MAX_NESTING:
+        raise SpecError(f"{source}: {where or '<top level>'}: nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
+        raise SpecError(f"{source}: {where}: must be a finite number, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise SpecError(f"{source}: {where}: must fit in a signed 64-bit integer, got {value}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            key = f'"{k}"' if "." in str(k) or not str(k) else str(k)
+            _check_raw(v, source, f"{where}.{key}" if where else key, depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_raw(v, source, f"{where}[{i}]", depth + 1)
+
+
 def parse_study(text: str, *, source: str = "<study>") -> Study:
     """Parse TOML text of a study file (``source`` names it in error messages)."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: malformed TOML: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: malformed TOML: nested too deeply (at most {MAX_NESTING} levels)") from None
+    _check_raw(raw, source)
     return study_from_dict(raw, source=source)

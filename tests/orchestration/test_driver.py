@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,6 +31,16 @@ def _study(tmp_path: Path, name: str = "tiny", replicates: int = 1, extra: str =
     path = tmp_path / f"{name}.toml"
     path.write_text(TINY.format(name=name, replicates=replicates) + extra)
     return path
+
+
+def _marker_times(run_dir: Path) -> dict[str, float]:
+    """When the completion marker of every complete stage output was written."""
+    out = {}
+    for meta in (run_dir / "arrays.zarr").glob("*/*/zarr.json"):
+        marker = json.loads(meta.read_text()).get("attributes", {}).get("ptycho_dist_complete")
+        if marker:
+            out[str(meta.parent.relative_to(run_dir))] = marker["written_at"]
+    return out
 
 
 def _zarr_mtimes(run_dir: Path) -> dict[str, float]:
@@ -105,7 +117,13 @@ def test_driver_killed_then_resumed(ray_session: object, tmp_path: Path) -> None
     proc.wait(timeout=30)
     done_before = len(list(tables.glob("*.parquet")))
     assert 2 <= done_before < 12, "the driver should be killed mid-run"
-    assert subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False).returncode == 0
+    time.sleep(1)  # a task of the killed driver may still be placing its output
+    finished = _marker_times(tmp_path / "runs" / "resume")
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"took over the stale lock of host {socket.gethostname()}, pid {proc.pid}" in rerun.stderr
+    after = _marker_times(tmp_path / "runs" / "resume")
+    assert finished and all(after[k] == v for k, v in finished.items())  # finished stages were not recomputed
     run = open_run(tmp_path / "runs" / "resume")
     counts = run.sql("select scenario_id, count(*) as n from scenarios group by 1").column("n").to_pylist()
     assert len(counts) == 12 and set(counts) == {1}
