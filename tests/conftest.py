@@ -52,6 +52,16 @@ def _tf_requested(config: pytest.Config) -> bool:
     return any(Path(a.split("::")[0]).resolve().is_relative_to(_TF_DIR) for a in config.args)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Outside the TensorFlow process: make ``import torchvision`` (through pytorch-lightning and
+    pty-chi) work beside the CPU torch before any test module imports them
+    (ptycho_dist.models.torchvision_compat)."""
+    if not _tf_requested(config):
+        from ptycho_dist.models.torchvision_compat import ensure_torchvision_importable
+
+        ensure_torchvision_importable()
+
+
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
     """TensorFlow tests run only in a pytest process of their own (``pytest tests/tf``): TF and torch
     are never imported into one process."""

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_validate_quickstart(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(ROOT / "studies" / "quickstart.toml")]) == 0
     out = capsys.readouterr().out
-    assert "20 scenarios" in out and "grouping.gridsize" in out and "scan.kind" in out
+    assert "28 scenarios" in out and "grouping.gridsize" in out and "scan.kind" in out
 
 
 @pytest.mark.parametrize(

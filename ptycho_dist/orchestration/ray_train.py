@@ -28,6 +28,10 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     """Body run by every Ray Train worker (imports torch/Lightning inside the worker)."""
     import ray
     import ray.train
+
+    from ptycho_dist.models.torchvision_compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()  # before lightning imports torchvision (through torchmetrics)
     from ray.train.lightning import RayDDPStrategy, RayLightningEnvironment, prepare_trainer
     from torch.utils.data.distributed import DistributedSampler
 

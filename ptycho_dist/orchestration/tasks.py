@@ -15,7 +15,7 @@ from ptycho_dist.pipeline.base import StageContext, execute_stage
 from ptycho_dist.study import Scenario, StageTask, stage_def
 
 __all__ = ["FaultInjection", "run_stage_task", "run_stage_task_recycled", "remote_for", "task_options",
-           "task_arm"]
+           "task_arm", "RECYCLED_BACKENDS"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +69,14 @@ def task_arm(task: StageTask) -> Scenario:
     return task.arms[1] if stage_def(task.stage).runs_on == "b" else task.arms[0]
 
 
+#: backends whose model-stage workers exit after each task: TF (releases its GPU memory) and the
+#: iterative arm (pty-chi sets torch's global default device and dtype in the process)
+RECYCLED_BACKENDS = frozenset({"tf", "ptychi"})
+
+
 def remote_for(task: StageTask) -> Any:
-    """The remote function for ``task`` (workers recycled after each TF model-stage task)."""
-    if stage_def(task.stage).resources == "model" and task_arm(task).model.backend == "tf":
+    """The remote function for ``task`` (workers recycled after each TF or pty-chi model-stage task)."""
+    if stage_def(task.stage).resources == "model" and task_arm(task).model.backend in RECYCLED_BACKENDS:
         return run_stage_task_recycled
     return run_stage_task
 
@@ -90,8 +95,9 @@ def task_options(task: StageTask, *, has_gpu: bool) -> dict[str, Any]:
     """Ray options of a stage task: CPUs, GPUs for model stages, retries, a per-backend worker pool.
 
     Model stages of different backends get different ``runtime_env``s, so Ray keeps separate worker
-    processes for them: TensorFlow and PyTorch never share a worker. TF workers are also recycled
-    after each task (``max_calls=1``) to release GPU memory.
+    processes for them: TensorFlow and PyTorch never share a worker, nor the PINN and pty-chi. TF
+    and pty-chi workers are also recycled after each task (``max_calls=1``): TF to release GPU
+    memory, pty-chi because it changes torch's global default device and dtype.
     """
     scenario = task_arm(task)
     res = scenario.resources

@@ -28,6 +28,8 @@ __all__ = [
     "probe_from_array",
     "normalize_probe",
     "probe_statistics",
+    "perturbed_probe",
+    "probe_relative_error",
     "DEFAULT_PROBE_SCALE",
 ]
 
@@ -414,3 +416,58 @@ def probe_statistics(probe: np.ndarray) -> dict[str, float]:
         "probe_rms_radius": float(np.sqrt((intensity * radius_map(n) ** 2).sum() / power)),
         "probe_power_fraction_in_mask": float(intensity[mask].sum() / power),
     }
+
+
+def perturbed_probe(probe: np.ndarray, *, relative_error: float, smoothing: float = 2.0,
+                    rng: np.random.Generator | int | None = None) -> np.ndarray:
+    """The probe plus a smooth random complex error of a given relative size (a starting guess).
+
+    ``P0 = P + a ||P|| D / ||D||`` with ``D`` the part orthogonal to ``P`` of ``g |P| / max |P|``,
+    ``g`` complex white noise smoothed by a Gaussian of ``smoothing`` pixels (the error lives where
+    the probe does), and ``a = e / sqrt(1 - e^2)`` so that the error after the best complex scalar,
+    :func:`probe_relative_error` ``(P0, P)``, is exactly ``e``.
+
+    Parameters
+    ----------
+    probe : ndarray, complex, shape (N, N)
+    relative_error : float
+        ``0 <= e < 1``; 0 returns a copy of the probe.
+    smoothing : float, optional
+        Width in pixels of the Gaussian that smooths the noise.
+    rng : numpy.random.Generator, int or None
+
+    Returns
+    -------
+    ndarray, complex64, shape (N, N)
+    """
+    p = as_finite_array(probe, name="probe", ndim=2).astype(np.complex128)
+    if not 0 <= relative_error < 1:
+        raise PhysicsError(f"relative_error must be in [0, 1), got {relative_error!r}")
+    gen = np.random.default_rng(rng)
+    noise = gen.standard_normal(p.shape) + 1j * gen.standard_normal(p.shape)
+    smooth = ndimage.gaussian_filter(noise.real, smoothing) + 1j * ndimage.gaussian_filter(noise.imag, smoothing)
+    d = smooth * np.abs(p) / max(float(np.abs(p).max()), 1e-300)
+    pp = float(np.vdot(p, p).real)
+    if pp > 0:
+        d = d - np.vdot(p, d) / pp * p
+    norm_d = float(np.linalg.norm(d))
+    if relative_error == 0 or norm_d == 0:
+        return p.astype(np.complex64)
+    a = relative_error / math.sqrt(1.0 - relative_error**2)
+    return (p + a * math.sqrt(pp) * d / norm_d).astype(np.complex64)
+
+
+def probe_relative_error(estimate: np.ndarray, truth: np.ndarray) -> float:
+    """Relative error of a probe estimate up to a complex scalar: ``min_c ||c E - P|| / ||P||``.
+
+    ``c = <E, P> / <E, E>`` removes the global phase and the scale, which ptychography cannot
+    determine (the object absorbs them). 0 is a perfect estimate; 1 an estimate orthogonal to the
+    truth. Both arrays complex (N, N); a zero estimate gives 1.
+    """
+    e = as_finite_array(estimate, name="estimate", ndim=2).astype(np.complex128)
+    p = as_finite_array(truth, name="truth", ndim=2).astype(np.complex128)
+    if e.shape != p.shape:
+        raise PhysicsError(f"estimate and truth must have one shape, got {e.shape} and {p.shape}")
+    ee = float(np.vdot(e, e).real)
+    c = np.vdot(e, p) / ee if ee > 0 else 0.0
+    return float(np.linalg.norm(c * e - p) / max(float(np.linalg.norm(p)), 1e-300))

@@ -27,7 +27,14 @@ from ptycho_dist.pipeline.base import StageContext, StageResult, diag_rows
 from ptycho_dist.stitching import StitchResult, crop_bounds, stitch
 from ptycho_dist.storage.datasets import load_npz_dataset
 from ptycho_dist.storage.inputs import load_npz_probe, load_user_array
-from ptycho_dist.storage.outputs import Evaluation, Groups, Prediction, Reconstruction, SimulatedData
+from ptycho_dist.storage.outputs import (
+    Evaluation,
+    Groups,
+    IterativeReconstruction,
+    Prediction,
+    Reconstruction,
+    SimulatedData,
+)
 from ptycho_dist.study import Scenario, StageTask, derive_seed
 
 __all__ = ["make_object", "make_probe", "make_positions", "absolute_positions", "simulate_stage", "group_stage",
@@ -166,7 +173,8 @@ def simulate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     obj = make_object(scanned, rng)
     probe, factor = make_probe(s)
     positions = make_positions(scanned, obj.shape, rng)
-    sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise, rng=rng)
+    sim = physics.simulate_patterns(obj, probe, positions, nphotons=s.dose.nphotons, noise=s.dose.noise,
+                                    interpolation=s.data.interpolation, rng=rng)
     out = SimulatedData(object=obj, probe=probe, positions=positions, counts=sim.counts,
                         truth_patches=sim.truth_patches, scale=float(sim.scale), nphotons=s.dose.nphotons,
                         probe_factor=float(factor), has_truth=True)
@@ -250,9 +258,10 @@ def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     n = s.probe.n
     window = (..., slice(n // 4, n // 4 + n // 2), slice(n // 4, n // 4 + n // 2))
     truth_patches = sim.truth_patches[groups.indices][window]
-    pred_patches = ctx.read(task, "prediction", Prediction).patches[window]
+    pred_patches = _predicted_patches(ctx, task, sim, groups)[window]
     positions = stitched_positions(s, groups).reshape(-1, 2)
-    kept = {"stitch_kept_weight_share": _kept_share(stitched, groups.indices.size, s, sim)}
+    placed = groups.indices.size if "prediction" in task.inputs else len(sim.positions)  # iterative: each position once
+    kept = {"stitch_kept_weight_share": _kept_share(stitched, placed, s, sim)}
     diag: dict[str, float | int | str]
     if s.faults.patch_only_evaluation:
         metrics = evaluate_patches(pred_patches, truth_patches)
@@ -269,6 +278,18 @@ def evaluate_stage(ctx: StageContext, task: StageTask) -> StageResult:
     diag = {"evaluated_stitched": 1, **result.diagnostics, **kept}
     rows = {"metrics": result.metrics_rows, "bias": [result.bias_row], "diagnostics": diag_rows("evaluate", diag)}
     return StageResult(Evaluation(metrics=result.metrics_rows, bias=[result.bias_row]), rows)
+
+
+def _predicted_patches(ctx: StageContext, task: StageTask, sim: SimulatedData, groups: Groups) -> np.ndarray:
+    """The arm's patches of every group member (B, C, N, N): its prediction, or for the iterative
+    arm (no prediction input) the patches of its reconstructed object at the true positions, cut
+    with the simulation's interpolation."""
+    if "prediction" in task.inputs:
+        return ctx.read(task, "prediction", Prediction).patches
+    recon = ctx.read(task, "reconstruction", IterativeReconstruction)
+    cut = physics.extract_patches(recon.estimate, sim.positions, sim.probe.shape[0],
+                                  interpolation=task.scenario.data.interpolation)
+    return cut[groups.indices]
 
 
 def stitched_positions(s: Scenario, groups: Groups) -> np.ndarray:

@@ -1,7 +1,8 @@
 """A static HTML report of a run (``<run>/report/index.html``, figures embedded as PNG).
 
-Sections: the study and its status; quality vs the swept parameters (a plot and a table); a gallery of
-stitched reconstructions next to the truth, with their coverage; the diagnostics that expose the
+Sections: the study and its status; quality vs the swept parameters (a plot and a table); the arms of
+each data point side by side (images and metrics: oracle, PINN, iterative); a gallery of
+reconstructions next to the truth, with their coverage; the diagnostics that expose the
 classic failures (collapsed offsets, clipped canvas, probe normalization); failures with messages.
 """
 
@@ -86,9 +87,21 @@ def _quality_figure(run: Results, axes: Sequence[str]) -> str:
     return _png(fig)
 
 
+#: SQL of the stage whose output is a scenario's reconstruction, and its key
+_RECON_STAGE = "case when s.key_stitch is null then 'iterative' else 'stitch' end"
+_RECON_KEY = "coalesce(s.key_stitch, s.key_iterative)"
+#: the arms in the order the report shows them side by side
+_ARM_ORDER = "case s.model_backend when 'oracle' then 0 when 'torch' then 1 when 'tf' then 2 else 3 end"
+
+
+def _reconstruction(run: Results, stage: str, key: str) -> Reconstruction:
+    return run.output(stage, key, Reconstruction)
+
+
 def _gallery(run: Results, limit: int = _GALLERY) -> str:
     rows = run.sql(f"""
-        select s.scenario_id, s.key_simulate, s.key_stitch, s.model_backend, s.dose_nphotons,
+        select s.scenario_id, s.key_simulate, {_RECON_KEY} as key_recon, {_RECON_STAGE} as recon_stage,
+               s.model_backend, s.dose_nphotons,
                s.grouping_gridsize, s.scan_kind, m.ssim
         from scenarios s join metrics m on m.scenario_id = s.scenario_id
         where s.status = 'ok' and m.target = 'stitched' and m.channel = 'amplitude'
@@ -100,7 +113,7 @@ def _gallery(run: Results, limit: int = _GALLERY) -> str:
     fig, axes = plt.subplots(len(rows), 3, figsize=(9, 3 * len(rows)), squeeze=False)
     for ax_row, r in zip(axes, rows):
         truth = np.abs(run.output("simulate", r["key_simulate"], SimulatedData).object)
-        recon = run.output("stitch", r["key_stitch"], Reconstruction)
+        recon = _reconstruction(run, r["recon_stage"], r["key_recon"])
         canvas, coverage = np.abs(recon.canvas), recon.coverage
         title = f"{r['model_backend']} n={r['dose_nphotons']:.0e} g={r['grouping_gridsize']} {r['scan_kind']}"
         for ax, img, name in zip(ax_row, (truth, canvas, coverage), ("truth |O|", "stitched |O|", "coverage")):
@@ -112,11 +125,57 @@ def _gallery(run: Results, limit: int = _GALLERY) -> str:
     return _png(fig)
 
 
+def _side_by_side(run: Results, limit: int = 4) -> str:
+    """The arms of each data point (the same simulated data) next to each other: the truth and
+    every arm's reconstructed amplitude, and a metrics table (PINN, iterative and oracle alike)."""
+    table = run.sql(f"""
+        with arms as (
+          select s.key_simulate, s.dose_nphotons, s.scan_kind, s.grouping_gridsize, {arm_label_sql('s')} as arm,
+                 {_ARM_ORDER} as arm_order, {_RECON_KEY} as key_recon, {_RECON_STAGE} as recon_stage,
+                 s.scenario_id,
+                 coalesce(s.seconds_train, 0) + coalesce(s.seconds_infer, 0) + coalesce(s.seconds_iterative, 0)
+                   + coalesce(s.seconds_stitch, 0) as recon_seconds
+          from scenarios s where s.status = 'ok'
+          qualify row_number() over (partition by s.key_simulate, arm order by s.grouping_gridsize, s.scenario_id) = 1),
+        points as (
+          select key_simulate from arms group by 1 having count(*) > 1
+          order by max(dose_nphotons) desc, min(scan_kind), key_simulate limit {int(limit)})
+        select a.*, ma.ssim as amp_ssim, mp.ssim as phase_ssim, ma.mae as amp_mae, ma.psnr as amp_psnr
+        from arms a join points using (key_simulate)
+        left join metrics ma on ma.scenario_id = a.scenario_id and ma.target = 'stitched' and ma.channel = 'amplitude'
+        left join metrics mp on mp.scenario_id = a.scenario_id and mp.target = 'stitched' and mp.channel = 'phase'
+        order by a.dose_nphotons desc, a.scan_kind, a.key_simulate, a.arm_order, a.arm""")
+    rows = table.to_pylist()
+    if not rows:
+        return "<p>No data point was reconstructed by more than one arm.</p>"
+    points: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        points.setdefault(r["key_simulate"], []).append(r)
+    width = 1 + max(len(v) for v in points.values())
+    fig, axes = plt.subplots(len(points), width, figsize=(2.6 * width, 2.8 * len(points)), squeeze=False)
+    for ax_row, arms in zip(axes, points.values()):
+        first = arms[0]
+        truth = np.abs(run.output("simulate", first["key_simulate"], SimulatedData).object)
+        images = [(truth, f"truth |O|\nn={first['dose_nphotons']:.0e} {first['scan_kind']}")]
+        for r in arms:
+            recon = _reconstruction(run, r["recon_stage"], r["key_recon"])
+            ssim = "" if r["amp_ssim"] is None else f"  SSIM {r['amp_ssim']:.3f}"
+            images.append((np.abs(recon.canvas), f"{r['arm']}{ssim}"))
+        for i, ax in enumerate(ax_row):
+            ax.axis("off")
+            if i < len(images):
+                ax.imshow(images[i][0], cmap="gray", vmin=0, vmax=float(np.nanmax(truth)))
+                ax.set_title(images[i][1], fontsize=7)
+    cols = ["dose_nphotons", "scan_kind", "arm", "amp_ssim", "phase_ssim", "amp_mae", "amp_psnr", "recon_seconds"]
+    return _png(fig) + _html_table(table.select(cols))
+
+
 _DIAG_NAMES = ("n_distinct_positions", "n_distinct_offsets", "coverage_share", "canvas_fixed_energy_share",
                "probe_normalization_factor", "mean_total_counts", "groups_achieved", "pred_to_measured_counts",
                "patch_amp_var_ratio", "patch_amp_structure_r", "train_norm_factor", "infer_norm_factor",
                "stitch_kept_weight_share", "patch_minus_stitched_amp_ssim", "scanned_fraction",
-               "evaluated_stitched", "patch_score_trained", "patch_score_untrained", "model_probe_energy_ratio")
+               "evaluated_stitched", "patch_score_trained", "patch_score_untrained", "model_probe_energy_ratio",
+               "iterative_data_error_ratio", "iterative_probe_error", "iterative_position_error")
 
 
 def _expectations_html(run: Results) -> str:
@@ -171,6 +230,10 @@ td,th{{border:1px solid #ccc;padding:2px 6px}} th{{background:#eee}} .bad{{color
 git {html.escape(str(info.get('git_revision')))}</p>{_html_table(status)}
 {checks}
 <h2>Quality vs the swept parameters</h2>{_quality_figure(run, axes)}{_html_table(quality)}
+<h2>Arms side by side</h2><p>Each data point (the same simulated counts) reconstructed by every arm that
+ran on it: the oracle (true patches stitched), the PINN (torch, tf) and the iterative engine (pty-chi), on one
+grey scale; the table gives their stitched metrics against the truth (gridsize 1 where several were run) and
+the reconstruction seconds (training + inference + stitch, or the iterative engine).</p>{_side_by_side(run)}
 <h2>Reconstructions</h2>{_gallery(run)}
 <h2>Diagnostics</h2><p>A collapse of offsets shows as n_distinct_positions = 1; a clipping canvas as
 canvas_fixed_energy_share &lt; 1 (the share of the energy the older fixed-size canvas would keep); a

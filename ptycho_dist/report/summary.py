@@ -41,9 +41,10 @@ _OVERVIEW_FIXED = ("model_backend", *(f"faults_{f}" for f in FaultsSpec.model_fi
 
 
 def arm_label_sql(alias: str = "s") -> str:
-    """SQL expression naming a scenario's arm: the backend, then each fault switch that is on
-    (``torch +collapse_offsets``, ``tf relative_sign=-1``)."""
-    parts = [f"{alias}.model_backend"]
+    """SQL expression naming a scenario's arm: the backend (with its algorithm for the iterative arm:
+    ``ptychi lsqml``), then each fault switch that is on (``torch +collapse_offsets``, ``tf relative_sign=-1``)."""
+    parts = [f"{alias}.model_backend",
+             f"case when {alias}.model_backend = 'ptychi' then ' ' || {alias}.iterative_algorithm else '' end"]
     for name, field in FaultsSpec.model_fields.items():
         col = f"{alias}.faults_{name}"
         if isinstance(field.default, bool):

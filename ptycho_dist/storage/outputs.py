@@ -13,7 +13,7 @@ output kind             class                           stages
 ``groups``              :class:`Groups`                 group
 ``bundle``              :class:`Bundle`                 train (weights in ``models/<key>/``)
 ``prediction``          :class:`Prediction`             oracle, infer, transplant
-``reconstruction``      :class:`Reconstruction`         stitch
+``reconstruction``      :class:`Reconstruction`         stitch; iterative (:class:`IterativeReconstruction`)
 ``evaluation``          :class:`Evaluation`             evaluate
 ``comparison``          :class:`Comparison`             parity
 ======================  ==============================  =========================================
@@ -36,7 +36,8 @@ from ptycho_dist.storage.arrays import ArrayStore, FileDigest, NamedArray, Outpu
 from ptycho_dist.storage.bundles import bundle_dir, read_bundle_files, write_bundle_files
 from ptycho_dist.study.registry import OUTPUT_KINDS, stage_def
 
-__all__ = ["StageOutput", "SimulatedData", "Groups", "Bundle", "Prediction", "Reconstruction", "Evaluation",
+__all__ = ["StageOutput", "SimulatedData", "Groups", "Bundle", "Prediction", "Reconstruction",
+           "IterativeReconstruction", "Evaluation",
            "Comparison", "OUTPUT_TYPES", "OutputStore", "Outcome", "Dims"]
 
 T = TypeVar("T", bound="StageOutput")
@@ -229,6 +230,23 @@ class Reconstruction(StageOutput):
     """Central crop of each patch that was stitched (N when none)."""
     frame: str
     """``object``, ``centered`` (StitchSpec.frame) or ``legacy`` (the older fixed canvas: faults.legacy_canvas)."""
+
+
+@dataclass(frozen=True)
+class IterativeReconstruction(Reconstruction):
+    """The iterative arm's reconstruction: a :class:`Reconstruction` (read as one by ``evaluate``)
+    whose canvas is the engine's object where the stitch of the same scan would cover it (NaN
+    elsewhere), plus what the engine ended with."""
+
+    estimate: Annotated[np.ndarray, Dims("y", "x")]
+    """complex64 (H, W): the engine's whole object (no mask), on the object's pixel grid."""
+    probe: Annotated[np.ndarray, Dims("mode", "py", "px")]
+    """complex64 (modes, N, N): the final probe in the data's normalization (the engine's probe
+    times N/s)."""
+    positions: Annotated[np.ndarray, Dims("pattern", "xy")]
+    """float64 (P, 2): the final probe centres (x, y) in object pixels (position correction moves them)."""
+    algorithm: str
+    """``iterative.algorithm``."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@
       models/<key>/   model bundles (weights + bundle.json)
       tables/<name>/  Parquet parts, see storage.tables
       report/         static report
-      logs/           per-stage tracebacks of failures
+      logs/           per-stage tracebacks of failures; engine logs (``*.engine.log``)
 
 Paths are derived from the study name (validated: letters, digits, ``_.-``) and from keys, never from
 other user strings.
@@ -204,5 +204,13 @@ class RunLayout:
     def write_log(self, stage: str, key: str, text: str) -> Path:
         """Write the log (traceback) of a failed stage; returns its path."""
         path = self.logs / f"{stage}-{key[:16]}.log"
+        write_text_atomic(path, text)
+        return path
+
+    def write_engine_log(self, stage: str, key: str, text: str) -> Path:
+        """Write what an external engine printed while a stage ran (pty-chi's progress and log
+        lines), ``logs/<stage>-<key16>.engine.log``; returns its path."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        path = self.logs / f"{stage}-{key[:16]}.engine.log"
         write_text_atomic(path, text)
         return path

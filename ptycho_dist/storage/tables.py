@@ -54,8 +54,10 @@ __all__ = [
 
 #: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``; a
 #: ``dataset`` column in metrics, bias and diagnostics. 4: ``flags`` in scenarios (quality flags),
-#: ``faults_*`` parameter columns, the run-level ``expectations`` table
-SCHEMA_VERSION = "4"
+#: ``faults_*`` parameter columns, the run-level ``expectations`` table. 5: the iterative arm:
+#: ``key_/seconds_/cached_iterative`` and the ``iterative_*`` and ``data_interpolation`` parameter columns
+#: in scenarios (``history`` rows of the iterative arm: ``epoch`` = iteration, ``train_loss`` = data error)
+SCHEMA_VERSION = "5"
 #: stages with ``key_``/``seconds_``/``cached_`` columns in ``scenarios`` (data and arm scope)
 STAGES = stage_names("data", "arm")
 

@@ -253,17 +253,22 @@ class Planner:
             refs = []
             for x in datasets:
                 up = next((t for st in inp.stages if (t := self.node(st, sub, x)) is not None), None)
+                if up is None and inp.optional:
+                    continue
                 if up is None:
                     raise ValueError(f"stage {d.name!r}: no stage among {inp.stages} for input {inp.role!r} "
                                      f"of arm(s) {[s.model.backend for s in sub]}")
                 refs.append(up.node_id)
-            inputs[inp.role] = tuple(refs)
+            if refs or not inp.optional:
+                inputs[inp.role] = tuple(refs)
         return inputs
 
     def _spec(self, d: StageDef, arms: tuple[Scenario, ...], ds: str) -> dict[str, Any]:
         dicts = [self._dicts[self._id(s)] for s in arms]
         spec = {name: _field(dicts[1] if path.startswith("b:") else dicts[0], path.removeprefix("b:"))
                 for name, path in d.spec.items()}
+        spec = {name: v for name, v in spec.items()
+                if not (name in d.spec_defaults and v == d.spec_defaults[name])}
         if ds.startswith("test:"):
             spec |= {name: v for name, path in d.test_spec.items() if (v := _field(dicts[0], path)) is not None}
         if ds not in ("", TRAIN0) and not d.inputs:  # another draw: a root stage names its dataset

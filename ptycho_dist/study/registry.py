@@ -16,7 +16,7 @@ Scopes
     Depends only on the data a scenario simulates (simulate, group): shared by every arm of one
     data point through its key.
 ``arm``
-    One per reconstruction arm (oracle, torch, tf): its rows go to the scenario's table parts.
+    One per reconstruction arm (oracle, torch, tf, ptychi): its rows go to the scenario's table parts.
 ``pair``
     One per ordered pair of arms ``(a, b)`` that :func:`ptycho_dist.study.plan.find_pairs` matches;
     its rows go to per-pair table parts (``parity``).
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["Input", "StageDef", "REGISTRY", "STAGES", "stage_def", "stage_names", "Scope", "ArmRef",
-           "pair_tables", "OUTPUT_KINDS"]
+           "pair_tables", "OUTPUT_KINDS", "MODEL_ARMS", "STITCHED_ARMS", "ITERATIVE_ARMS"]
 
 Scope = Literal["data", "arm", "pair"]
 #: which arm(s) of a pair-scope node an input or a spec field refers to
@@ -39,6 +39,9 @@ ResourceClass = Literal["cpu", "model"]
 OUTPUT_KINDS = ("simulated", "groups", "bundle", "prediction", "reconstruction", "evaluation", "comparison")
 
 MODEL_ARMS = frozenset({"torch", "tf"})
+#: arms whose reconstruction is the stitch of predicted patches (every arm but the iterative one)
+STITCHED_ARMS = frozenset({"oracle", "torch", "tf"})
+ITERATIVE_ARMS = frozenset({"ptychi"})
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,10 @@ class Input:
     training: bool = False
     """Read the upstream output of every *training* dataset (``data.train_objects`` of them): the
     role then holds several keys, in dataset order (``ctx.read_all``)."""
+    optional: bool = False
+    """The input may be absent for an arm none of whose ``stages`` applies (the iterative arm has no
+    predicted patches): ``task.inputs`` then has no entry for the role, and the key is unchanged
+    for the arms that have it."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,9 @@ class StageDef:
     test_spec: Mapping[str, str] = field(default_factory=dict)
     """Key-payload entries replaced for held-out test datasets (name -> dotted path; a None value
     keeps the training value): the test objects' own scan."""
+    spec_defaults: Mapping[str, object] = field(default_factory=dict)
+    """Key-payload entries left out of the key while they hold this value: a field added after the
+    stage's outputs were first stored keeps every earlier key (and stored output) valid."""
 
 
 _PRED = ("oracle", "infer")
@@ -112,8 +122,10 @@ REGISTRY: tuple[StageDef, ...] = (
     StageDef("simulate", 2, (), "simulated", "data", "cpu", "ptycho_dist.pipeline.stages:simulate_stage",
              {"object": "object", "probe": "probe", "scan": "scan", "dose": "dose", "data_source": "data.source",
               "data_path": "data.path", "data_diffraction": "data.diffraction",
-              "data_n_patterns": "data.n_patterns", "seed": "seed", "replicate": "replicate"},
+              "data_n_patterns": "data.n_patterns", "data_interpolation": "data.interpolation", "seed": "seed",
+              "replicate": "replicate"},
              tables=("diagnostics",), test_spec={"scan": "data.test_scan"},
+             spec_defaults={"data_interpolation": "bilinear"},
              doc="object, probe, positions, Poisson counts, true patches"),
     StageDef("group", 1, (Input("data", ("simulate",)),), "groups", "data", "cpu",
              "ptycho_dist.pipeline.stages:group_stage", {"grouping": "grouping", "seed": "seed"},
@@ -136,10 +148,15 @@ REGISTRY: tuple[StageDef, ...] = (
     StageDef("stitch", 2, (Input("prediction", _PRED), Input("data", ("simulate",)), Input("groups", ("group",))),
              "reconstruction", "arm", "cpu", "ptycho_dist.pipeline.stages:stitch_stage",
              {"stitch": "stitch", "collapse_offsets": "faults.collapse_offsets",
-              "legacy_canvas": "faults.legacy_canvas"},
+              "legacy_canvas": "faults.legacy_canvas"}, arms=STITCHED_ARMS,
              doc="the predicted patches stitched onto the object's pixel grid"),
-    StageDef("evaluate", 4, (Input("reconstruction", ("stitch",)), Input("data", ("simulate",)),
-                             Input("groups", ("group",)), Input("prediction", _PRED)),
+    StageDef("iterative", 1, (Input("data", ("simulate",)),), "reconstruction", "arm", "model",
+             "ptycho_dist.pipeline.iterative_stages:iterative_stage",
+             {"iterative": "iterative", "crop": "stitch.crop", "seed": "seed"}, arms=ITERATIVE_ARMS,
+             tables=("history", "diagnostics"),
+             doc="pty-chi's reconstruction of the whole object on its pixel grid (iterative arm)"),
+    StageDef("evaluate", 4, (Input("reconstruction", ("stitch", "iterative")), Input("data", ("simulate",)),
+                             Input("groups", ("group",)), Input("prediction", _PRED, optional=True)),
              "evaluation", "arm", "cpu", "ptycho_dist.pipeline.stages:evaluate_stage",
              {"evaluation": "evaluation", "patch_only": "faults.patch_only_evaluation"},
              tables=("metrics", "bias", "diagnostics"),

@@ -20,6 +20,9 @@ from ptycho_dist.physics.scans import grid_shape
 __all__ = [
     "PINN_BACKENDS",
     "PINN_SIZES",
+    "ITERATIVE_BACKENDS",
+    "ITERATIVE_ALGORITHMS",
+    "IterativeSpec",
     "LossName",
     "ActivationName",
     "ScaleInitName",
@@ -59,6 +62,10 @@ ScheduleName = Literal["torch", "ptychopinn"]
 DEFAULT_FILTERS_SCALE = 2
 #: backends that train a PINN; the rules of ``model``/``training`` that need one apply to them only
 PINN_BACKENDS: tuple[str, ...] = ("torch", "tf")
+#: backends that run an iterative reconstruction engine (pty-chi) instead of a PINN
+ITERATIVE_BACKENDS: tuple[str, ...] = ("ptychi",)
+#: the engines' algorithms (``iterative.algorithm``); pty-chi's LSQML, rPIE, ePIE, PIE and DM
+ITERATIVE_ALGORITHMS: tuple[str, ...] = ("lsqml", "rpie", "epie", "pie", "dm")
 #: patch sizes N the PINN supports: log2(N) - 3 encoder blocks end at an 8 x 8 bottleneck
 PINN_SIZES: tuple[int, ...] = (32, 64, 128)
 
@@ -336,8 +343,9 @@ class GroupingSpec(SpecModel):
 class ModelSpec(SpecModel):
     """The reconstruction arm: the oracle (true patches, no model) or a PINN backend."""
 
-    backend: Literal["oracle", "torch", "tf"] = "oracle"
-    """``oracle`` stitches the true patches (checks stitching and metrics); torch/tf train a PINN."""
+    backend: Literal["oracle", "torch", "tf", "ptychi"] = "oracle"
+    """``oracle`` stitches the true patches (checks stitching and metrics); torch/tf train a PINN;
+    ``ptychi`` reconstructs the object iteratively with pty-chi (settings in ``iterative``)."""
     filters: tuple[int, ...] | None = Field(default=None, min_length=1,
                                             json_schema_extra=_positive_items_schema)
     """Encoder filters, one positive integer per encoder block (log2(probe.n) - 3 blocks: 2 at
@@ -410,6 +418,70 @@ class TrainingSpec(SpecModel):
     shuffling on the same simulated and grouped data (an axis over it measures seed spread)."""
 
 
+class IterativeSpec(SpecModel):
+    """The iterative arm (``model.backend = "ptychi"``): a pty-chi reconstruction of the whole object
+    from the counts and the scan positions (docs/conventions.md, "The iterative arm")."""
+
+    algorithm: Literal["lsqml", "rpie", "epie", "pie", "dm"] = "lsqml"
+    """pty-chi's engine: LSQML (least-squares maximum likelihood, Odstrcil et al. 2018), rPIE, ePIE,
+    PIE (Maiden et al. 2017) or DM (difference map, Thibault et al. 2009)."""
+    iterations: int = Field(default=100, ge=1)
+    """Iterations (pty-chi's epochs: every position is visited once per iteration)."""
+    batch_size: int | None = Field(default=None, ge=1)
+    """Positions per update (LSQML, PIE family); None: 32, capped at the number of positions. DM
+    updates all positions at once and takes none."""
+    refine_probe: bool = False
+    """Refine the probe together with the object (off: the starting probe is kept fixed)."""
+    probe_init: Literal["true", "perturbed", "file"] = "true"
+    """Starting probe: the data's true probe, the true probe with a smooth random error of relative
+    size ``probe_error`` (seeded), or the complex (N, N) array of ``probe_path``."""
+    probe_error: float = Field(default=0.3, gt=0, lt=1)
+    """Relative error of the perturbed starting probe (``probe_init = "perturbed"``) after the best
+    complex scalar, min_c ||c P0 - P|| / ||P|| (the ``iterative_probe_error`` diagnostic's measure)."""
+    probe_path: str | None = None
+    """.npy/.npz with the starting probe, complex (N, N) (``probe_init = "file"``), in the data's
+    normalization (the arm scales it by s/N like the true probe)."""
+    probe_modes: int = Field(default=1, ge=1, le=8)
+    """Incoherent probe modes; extra modes start as weak orthogonalized copies (pty-chi's
+    orthogonalization) and need ``refine_probe``."""
+    position_correction: bool = False
+    """Refine the scan positions (pty-chi's gradient position correction)."""
+    position_error: float = Field(default=0.0, ge=0)
+    """Standard deviation in pixels of a seeded Gaussian error added to the positions the engine
+    starts from (the data were simulated at the true ones): a test of position correction."""
+    noise_model: Literal["gaussian", "poisson"] = "gaussian"
+    """Likelihood of LSQML: Gaussian on the amplitudes or Poisson on the counts (the PIE family and
+    DM project the measured amplitudes, which is the Gaussian model)."""
+    step_size: float | None = Field(default=None, gt=0)
+    """Object step: LSQML's scaler of the optimal step (pty-chi's default 0.9), the PIE family's
+    alpha (None: 1.0 for ePIE and rPIE, the full step, and pty-chi's 0.1 for PIE). DM takes none."""
+    subpixel: Literal["fourier", "bilinear"] = "fourier"
+    """How pty-chi applies the sub-pixel part of a position: the probe is shifted by a Fourier (or
+    bilinear) shift against the object patch at the rounded position."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.probe_init == "file") != (self.probe_path is not None):
+            raise rule_error("IterativeSpec", ("probe_path",),
+                             "is required with probe_init = 'file' and only then", self.probe_path)
+        if self.noise_model == "poisson" and self.algorithm != "lsqml":
+            raise rule_error("IterativeSpec", ("noise_model",),
+                             f"must be 'gaussian' with algorithm = {self.algorithm!r} (pty-chi's Poisson "
+                             "likelihood is LSQML's; the PIE family and DM project measured amplitudes)",
+                             self.noise_model)
+        if self.algorithm == "dm":
+            for name in ("batch_size", "step_size"):
+                if getattr(self, name) is not None:
+                    raise rule_error("IterativeSpec", (name,),
+                                     "must be unset with algorithm = 'dm' (pty-chi's difference map "
+                                     "updates every position at once, with no step size)", getattr(self, name))
+        if self.probe_modes > 1 and not self.refine_probe:
+            raise rule_error("IterativeSpec", ("probe_modes",),
+                             "must be 1 unless refine_probe = true (extra modes start as guesses)",
+                             self.probe_modes)
+        return self
+
+
 class StitchSpec(SpecModel):
     """Reassembly of patches onto a canvas."""
 
@@ -468,6 +540,11 @@ class DataSpec(SpecModel):
     intensities. Either is rescaled to a mean total of ``dose.nphotons`` counts per pattern."""
     n_patterns: int | None = Field(default=None, ge=1)
     """Use the file's first n patterns; None uses all."""
+    interpolation: Literal["bilinear", "fourier"] = "bilinear"
+    """How the simulation samples the object at sub-pixel positions (``physics.extract_patches``):
+    bilinear (the default, PHYSICS.md) or a band-limited Fourier shift. An iterative arm on a scan
+    with sub-pixel positions (random, fermat, jittered) should use "fourier": pty-chi shifts the
+    probe in Fourier space, and bilinear data differ from that model (docs/conventions.md)."""
     train_objects: int = Field(default=1, ge=1, le=64)
     """Training objects: independent draws of the object, each with its own scan (``scan``), all
     used to train a model arm (the reference's grid-lines benchmark trains on 2)."""
@@ -552,6 +629,8 @@ class Scenario(SpecModel):
     """The arm: oracle, torch or tf."""
     training: TrainingSpec = TrainingSpec()
     """Training settings (ignored by the oracle arm)."""
+    iterative: IterativeSpec = IterativeSpec()
+    """The iterative arm's settings (``model.backend = "ptychi"``; ignored by the other arms)."""
     stitch: StitchSpec = StitchSpec()
     """Stitching."""
     evaluation: EvaluationSpec = EvaluationSpec()
@@ -597,6 +676,8 @@ class Scenario(SpecModel):
                              f"distinct groups of {c} among scan.n_positions = {n} positions", g.n_groups)
         if self.model.backend in PINN_BACKENDS:
             _check_pinn(self)
+        if self.model.backend in ITERATIVE_BACKENDS:
+            _check_iterative(self)
         _check_jitter(self)
         _check_memory(self)
         return self
@@ -695,6 +776,25 @@ def _check_memory(s: Scenario) -> None:
                              f"makes {what}, about {_bytes(size)}, over the memory budget "
                              f"resources.memory_gb = {s.resources.memory_gb:g} GiB (raise it for a "
                              "machine that has the memory)", value)
+
+
+#: fault switches of the stitch and of the PINN, which the iterative arm has not
+_ITERATIVE_NO_FAULTS = ("collapse_offsets", "legacy_canvas", "relative_sign", "model_probe", "object_big_off",
+                        "infer_ignores_scale")
+
+
+def _check_iterative(s: Scenario) -> None:
+    """The rules the iterative arm adds: settings that need what pty-chi or its inputs provide."""
+    it = s.iterative
+    for name in _ITERATIVE_NO_FAULTS:
+        if name in s.faults.active:
+            raise rule_error("Scenario", ("faults", name),
+                             f"must stay off with model.backend = {s.model.backend!r} (the iterative arm has "
+                             "no stitch and no PINN; faults.patch_only_evaluation applies)", getattr(s.faults, name))
+    if it.probe_init == "perturbed" and not it.refine_probe:
+        raise rule_error("Scenario", ("iterative", "refine_probe"),
+                         "must be true with iterative.probe_init = 'perturbed' (a wrong probe kept fixed "
+                         "measures nothing but the error put in)", it.refine_probe)
 
 
 def _check_pinn(s: Scenario) -> None:

@@ -139,3 +139,25 @@ def test_probe_from_array_validates() -> None:
     bad[0, :3] = np.inf
     with pytest.raises(PhysicsError, match="got 3 NaN/inf value"):
         probe_from_array(bad, n=16)
+
+
+@pytest.mark.parametrize("error", [0.0, 0.1, 0.45, 0.9])
+def test_perturbed_probe_has_the_requested_error(error: float) -> None:
+    from ptycho_dist.physics import perturbed_probe, probe_relative_error
+
+    probe, _ = normalize_probe(disk_probe(32))
+    p0 = perturbed_probe(probe, relative_error=error, rng=3)
+    assert p0.dtype == np.complex64 and p0.shape == probe.shape
+    assert probe_relative_error(p0, probe) == pytest.approx(error, abs=1e-5)
+    assert np.all(p0[np.abs(probe) == 0] == 0)  # the error lives where the probe does
+    np.testing.assert_array_equal(p0, perturbed_probe(probe, relative_error=error, rng=3))
+
+
+def test_probe_relative_error_ignores_scale_and_phase() -> None:
+    from ptycho_dist.physics import probe_relative_error
+
+    probe, _ = normalize_probe(disk_probe(32))
+    assert probe_relative_error(3.0 * np.exp(1j * 0.7) * probe, probe) == pytest.approx(0.0, abs=1e-6)
+    assert probe_relative_error(np.zeros_like(probe), probe) == pytest.approx(1.0)
+    with pytest.raises(PhysicsError):
+        probe_relative_error(probe[:16], probe)

@@ -21,7 +21,8 @@ size = 96
 
 
 def test_registry_order_scopes_and_routing() -> None:
-    assert STAGES == ("simulate", "group", "oracle", "train", "infer", "stitch", "evaluate", "transplant", "parity")
+    assert STAGES == ("simulate", "group", "oracle", "train", "infer", "stitch", "iterative", "evaluate", "transplant",
+                      "parity")
     assert stage_names("data") == ("simulate", "group")
     assert stage_names("pair") == ("transplant", "parity")
     assert pair_tables() == ("parity",)
@@ -58,8 +59,8 @@ def test_plan_shares_nodes_and_has_pair_units() -> None:
     study = parse_study(SPEC, source="<t>")
     plan = build_plan(study)
     counts = stage_counts(study)
-    assert counts == {"simulate": 1, "group": 2, "oracle": 2, "train": 4, "infer": 4, "stitch": 6, "evaluate": 6,
-                      "transplant": 4, "parity": 2}
+    assert counts == {"simulate": 1, "group": 2, "oracle": 2, "train": 4, "infer": 4, "stitch": 6, "iterative": 0,
+                      "evaluate": 6, "transplant": 4, "parity": 2}
     assert [u.kind for u in plan.units].count("scenario") == 6 and [u.kind for u in plan.units].count("pair") == 2
     pair = next(u for u in plan.units if u.kind == "pair")
     a, b = pair.arms

@@ -15,3 +15,9 @@ if _MISSING:  # pragma: no cover - depends on the environment
     raise ImportError(
         f"the PyTorch backend needs {', '.join(_MISSING)}: install with "
         "`pip install 'ptycho-dist[torch]'` (choose the torch wheel for your CUDA, see cluster/README.md)")
+
+# pytorch-lightning imports torchvision (through torchmetrics) whenever it is installed: make that
+# import work beside a CPU torch before anything imports lightning (ptycho_dist.models.torchvision_compat)
+from ptycho_dist.models.torchvision_compat import ensure_torchvision_importable  # noqa: E402
+
+ensure_torchvision_importable()
