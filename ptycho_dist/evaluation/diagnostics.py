@@ -17,11 +17,11 @@
   (``patch_minus_stitched_amp_ssim``, ``patch_minus_stitched_phase_ssim``). Near 0 when stitching
   is sound; large and positive when good patches were reassembled wrongly (collapsed offsets, a
   clipping canvas), which is also the case where patch-level metrics alone would hide the failure.
-* :func:`score_mask`, :func:`patch_scores`, :func:`learning_scores`: the per-patch structure score
-  of a model's predictions (Pearson r of predicted and true amplitude on the illuminated part of the
-  PINN's central window) and its gain over the untrained network of the same seed, with the
-  standard error of that gain (the ``patch_score_*`` diagnostics of the train stage and the
-  ``learned_nothing`` quality flag).
+* :func:`score_mask`, :func:`patch_scores`, :func:`learning_scores`: the patch-level score of a
+  model's predictions (Pearson r of predicted and true amplitude over the illuminated part of the
+  PINN's central window of many patches, as the mean of per-patch contributions) and its gain over
+  the untrained network of the same seed, with the standard error of that gain (the
+  ``patch_score_*`` diagnostics of the train stage and the ``learned_nothing`` quality flag).
 * :func:`placed_weight_share`: the share of the placement weight of all stitched patches that
   landed on the canvas (``sum(coverage) / (n * sum(w))``): 1 when nothing is clipped, the kept
   share for the older fixed canvas (``frame="legacy"``).
@@ -250,7 +250,13 @@ def score_mask(probe: np.ndarray, *, threshold: float = 0.1) -> np.ndarray:
 
 
 def patch_scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per-patch Pearson r of predicted and true amplitude on the ``mask`` pixels.
+    """Per-patch contributions to the patch-level Pearson r of predicted and true amplitude.
+
+    Over the ``mask`` pixels of all k patches pooled, ``z_p`` and ``z_t`` are the predicted and true
+    amplitudes standardized by their pooled mean and (population) standard deviation; patch ``j``
+    contributes ``c_j = mean_{pixels of j} z_p z_t``, so ``mean_j c_j`` is the Pearson r of all
+    scored pixels (the patch-level correlation: between-patch brightness and within-patch structure
+    alike), and the spread of ``c_j`` over patches gives its standard error.
 
     Parameters
     ----------
@@ -260,26 +266,31 @@ def patch_scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.nd
 
     Returns
     -------
-    numpy.ndarray, float64 (k',)
-        One score per patch whose true amplitude varies on the mask (spread above 1e-9 of its RMS;
-        the others carry no structure to score and are left out, for every prediction alike, so
-        scores of two predictions of the same truth stay aligned). A predicted patch that is flat
-        on the mask scores 0 (no structure); a non-finite one scores NaN.
+    numpy.ndarray, float64 (k,)
+        A prediction that is flat over all scored pixels (spread below 1e-9 of its RMS: no
+        structure at all) contributes 0 everywhere; a non-finite one gives NaN; NaN everywhere when
+        the truth is flat.
     """
     p, t = (np.abs(np.asarray(a)).astype(np.float64) for a in (pred, truth))
     m = np.asarray(mask, bool)
-    if p.shape != t.shape or p.ndim < 3 or p.shape[-2:] != m.shape:
-        raise EvaluationError(f"pred and truth patches must share a (k, N, N) shape matching the mask, got "
-                              f"{p.shape}, {t.shape} and mask {m.shape}")
+    if p.shape != t.shape or p.ndim < 3 or p.shape[-2:] != m.shape or not m.any():
+        raise EvaluationError(f"pred and truth patches must share a (k, N, N) shape matching a non-empty mask, "
+                              f"got {p.shape}, {t.shape} and mask {m.shape}")
     p, t = p.reshape(-1, *m.shape)[:, m], t.reshape(-1, *m.shape)[:, m]
-    dp, dt = p - p.mean(axis=1, keepdims=True), t - t.mean(axis=1, keepdims=True)
-    sp, st = np.sqrt((dp * dp).sum(axis=1)), np.sqrt((dt * dt).sum(axis=1))
-    keep = st > 1e-9 * np.sqrt((t * t).sum(axis=1))
-    dp, dt, sp, st = dp[keep], dt[keep], sp[keep], st[keep]
-    flat = sp <= 1e-9 * np.sqrt((p[keep] * p[keep]).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (dp * dt).sum(axis=1) / (sp * st)
-    return np.where(flat, 0.0, r)
+
+    def standardized(a: np.ndarray) -> np.ndarray | None:
+        d = a - a.mean()
+        sd = float(np.sqrt(np.mean(d * d)))
+        if not np.isfinite(sd):
+            return np.full_like(a, np.nan)
+        return None if sd <= 1e-9 * float(np.sqrt(np.mean(a * a))) else d / sd
+
+    zt, zp = standardized(t), standardized(p)
+    if zt is None:
+        return np.full(p.shape[0], np.nan)
+    if zp is None:
+        return np.zeros(p.shape[0])
+    return np.mean(zp * zt, axis=1)
 
 
 def learning_scores(trained: np.ndarray, untrained: np.ndarray) -> dict[str, float]:
@@ -288,7 +299,8 @@ def learning_scores(trained: np.ndarray, untrained: np.ndarray) -> dict[str, flo
     Parameters
     ----------
     trained, untrained : numpy.ndarray, float64 (k,)
-        :func:`patch_scores` of the two networks' predictions of the same patches.
+        :func:`patch_scores` of the two networks' predictions of the same patches (per-patch
+        contributions, whose means are the two patch-level correlations).
 
     Returns
     -------

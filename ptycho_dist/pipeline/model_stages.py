@@ -41,7 +41,7 @@ __all__ = ["train_stage", "infer_stage", "run_inference", "Inference", "arm_conf
            "score_subset"]
 
 #: groups of the training data on which the train stage scores the trained and the untrained network
-SCORE_GROUPS = 64
+SCORE_GROUPS = 128
 
 
 def _exp(x: float) -> float:
