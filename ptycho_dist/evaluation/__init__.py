@@ -20,9 +20,12 @@ from ptycho_dist.evaluation.diagnostics import (
     coverage_share,
     distinct_positions,
     expected_footprint,
+    learning_scores,
+    patch_scores,
     patch_statistics,
     placed_weight_share,
     position_summary,
+    score_mask,
     support_box,
     target_gaps,
 )
@@ -41,7 +44,8 @@ __all__ = [
     "BIAS_KEYS", "METRIC_KEYS", "EvaluationResult", "FRCCurve", "amplitude_bias",
     "bounding_box", "channel_metrics", "coverage_share", "distinct_positions",
     "evaluate_patches", "evaluate_reconstruction", "expected_footprint", "fit_phase_ramp",
-    "frc_curve", "halfbit_threshold", "ls_scalar", "patch_statistics", "phase_offset",
-    "placed_weight_share", "position_summary", "psnr", "register_shift", "select_region", "shift_image", "ssim_region",
+    "frc_curve", "halfbit_threshold", "learning_scores", "ls_scalar", "patch_scores", "patch_statistics", "phase_offset",
+    "placed_weight_share", "position_summary", "psnr", "register_shift", "score_mask", "select_region", "shift_image",
+    "ssim_region",
     "support_box", "target_gaps", "to_object_frame",
 ]

@@ -17,6 +17,11 @@
   (``patch_minus_stitched_amp_ssim``, ``patch_minus_stitched_phase_ssim``). Near 0 when stitching
   is sound; large and positive when good patches were reassembled wrongly (collapsed offsets, a
   clipping canvas), which is also the case where patch-level metrics alone would hide the failure.
+* :func:`score_mask`, :func:`patch_scores`, :func:`learning_scores`: the patch-level score of a
+  model's predictions (Pearson r of predicted and true amplitude over the illuminated part of the
+  PINN's central window of many patches, as the mean of per-patch contributions) and its gain over
+  the untrained network of the same seed, with the standard error of that gain (the
+  ``patch_score_*`` diagnostics of the train stage and the ``learned_nothing`` quality flag).
 * :func:`placed_weight_share`: the share of the placement weight of all stitched patches that
   landed on the canvas (``sum(coverage) / (n * sum(w))``): 1 when nothing is clipped, the kept
   share for the older fixed canvas (``frame="legacy"``).
@@ -30,7 +35,8 @@ from ptycho_dist.errors import EvaluationError
 from ptycho_dist.stitching import StitchResult, crop_bounds
 
 __all__ = ["support_box", "distinct_positions", "position_summary", "expected_footprint",
-           "coverage_share", "patch_statistics", "target_gaps", "placed_weight_share"]
+           "coverage_share", "patch_statistics", "target_gaps", "placed_weight_share", "score_mask",
+           "patch_scores", "learning_scores"]
 
 
 def support_box(stitched: StitchResult) -> dict[str, float]:
@@ -217,3 +223,98 @@ def placed_weight_share(coverage: np.ndarray, n_patches: int, weight_sum: float)
     if n_patches < 1 or not weight_sum > 0:
         raise EvaluationError(f"need n_patches >= 1 and weight_sum > 0, got {n_patches} and {weight_sum}")
     return float(np.sum(coverage, dtype=np.float64) / (n_patches * float(weight_sum)))
+
+
+def score_mask(probe: np.ndarray, *, threshold: float = 0.1) -> np.ndarray:
+    """Pixels on which a PINN's patches are scored: the central N/2 x N/2 window (where the model's
+    object is non-zero: rows and columns N/4 .. 3N/4 - 1) where ``|P| >= threshold * max |P|``.
+
+    Parameters
+    ----------
+    probe : numpy.ndarray, complex (N, N)
+    threshold : float, optional
+        Share of the probe's peak amplitude, in [0, 1).
+
+    Returns
+    -------
+    numpy.ndarray, bool (N, N)
+    """
+    p = np.abs(np.asarray(probe))
+    if p.ndim != 2 or p.shape[0] != p.shape[1] or not 0 <= threshold < 1:
+        raise EvaluationError(f"score_mask needs a square (N, N) probe and 0 <= threshold < 1, got "
+                              f"shape {p.shape}, threshold {threshold!r}")
+    n = p.shape[0]
+    window = np.zeros((n, n), bool)
+    window[n // 4: n // 4 + n // 2, n // 4: n // 4 + n // 2] = True
+    return window & (p >= threshold * p.max())
+
+
+def patch_scores(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-patch contributions to the patch-level Pearson r of predicted and true amplitude.
+
+    Over the ``mask`` pixels of all k patches pooled, ``z_p`` and ``z_t`` are the predicted and true
+    amplitudes standardized by their pooled mean and (population) standard deviation; patch ``j``
+    contributes ``c_j = mean_{pixels of j} z_p z_t``, so ``mean_j c_j`` is the Pearson r of all
+    scored pixels (the patch-level correlation: between-patch brightness and within-patch structure
+    alike), and the spread of ``c_j`` over patches gives its standard error.
+
+    Parameters
+    ----------
+    pred, truth : numpy.ndarray, complex (k, N, N) or (B, C, N, N), one shape
+    mask : numpy.ndarray, bool (N, N)
+        The scored pixels (:func:`score_mask`).
+
+    Returns
+    -------
+    numpy.ndarray, float64 (k,)
+        A prediction that is flat over all scored pixels (spread below 1e-9 of its RMS: no
+        structure at all) contributes 0 everywhere; a non-finite one gives NaN; NaN everywhere when
+        the truth is flat.
+    """
+    p, t = (np.abs(np.asarray(a)).astype(np.float64) for a in (pred, truth))
+    m = np.asarray(mask, bool)
+    if p.shape != t.shape or p.ndim < 3 or p.shape[-2:] != m.shape or not m.any():
+        raise EvaluationError(f"pred and truth patches must share a (k, N, N) shape matching a non-empty mask, "
+                              f"got {p.shape}, {t.shape} and mask {m.shape}")
+    p, t = p.reshape(-1, *m.shape)[:, m], t.reshape(-1, *m.shape)[:, m]
+
+    def standardized(a: np.ndarray) -> np.ndarray | None:
+        d = a - a.mean()
+        sd = float(np.sqrt(np.mean(d * d)))
+        if not np.isfinite(sd):
+            return np.full_like(a, np.nan)
+        return None if sd <= 1e-9 * float(np.sqrt(np.mean(a * a))) else d / sd
+
+    zt, zp = standardized(t), standardized(p)
+    if zt is None:
+        return np.full(p.shape[0], np.nan)
+    if zp is None:
+        return np.zeros(p.shape[0])
+    return np.mean(zp * zt, axis=1)
+
+
+def learning_scores(trained: np.ndarray, untrained: np.ndarray) -> dict[str, float]:
+    """Mean patch scores of a trained and an untrained network and the standard error of the gain.
+
+    Parameters
+    ----------
+    trained, untrained : numpy.ndarray, float64 (k,)
+        :func:`patch_scores` of the two networks' predictions of the same patches (per-patch
+        contributions, whose means are the two patch-level correlations).
+
+    Returns
+    -------
+    dict
+        ``patch_score_trained``, ``patch_score_untrained`` (means), ``patch_score_gain_se``
+        (``std(trained - untrained, ddof=1) / sqrt(k)``; NaN for k < 2) and
+        ``patch_score_patches`` (k). NaN means when k = 0 or a score is NaN.
+    """
+    a, b = np.asarray(trained, np.float64), np.asarray(untrained, np.float64)
+    if a.shape != b.shape or a.ndim != 1:
+        raise EvaluationError(f"trained and untrained scores must be two (k,) arrays, got {a.shape}, {b.shape}")
+    k, nan = a.size, float("nan")
+    gain = a - b
+    return {"patch_score_trained": float(a.mean()) if k else nan,
+            "patch_score_untrained": float(b.mean()) if k else nan,
+            "patch_score_gain_se": float(gain.std(ddof=1) / np.sqrt(k)) if k > 1 else nan,
+            "patch_score_patches": float(k)}

@@ -5,6 +5,8 @@
 * :mod:`ptycho_dist.models.data`: :class:`TrainData`, :class:`TrainResult`, :class:`InferResult`,
   normalization, the seeded split, the input checks shared by both backends.
 * :mod:`ptycho_dist.models.weights`: the canonical weight layout.
+* :mod:`ptycho_dist.models.faults`: the model side of the fault switches (the model's probe, the
+  overlap constraint, the scales inference uses).
 * :mod:`ptycho_dist.models.backend`: the :class:`Backend` protocol and :func:`load_backend`.
 * :mod:`ptycho_dist.models.torch`: PyTorch/Lightning backend (``train_pinn``, ``infer_pinn``).
 * ``ptycho_dist.models.tf``: TensorFlow/Keras backend (same layers, same weights).
@@ -25,6 +27,7 @@ from ptycho_dist.models.data import (
     TrainResult,
     normalization_factor,
     normalized_inputs,
+    object_in_data_units,
     prepare_arrays,
     prepare_inference,
     starting_log_scale,
@@ -47,6 +50,7 @@ __all__ = [
     "normalization_factor",
     "normalized_inputs",
     "starting_log_scale",
+    "object_in_data_units",
     "train_val_split",
     "weight_layout",
     "check_weights",

@@ -10,6 +10,8 @@ Contents
 :func:`normalization_factor`, :func:`normalized_inputs`, :func:`initial_log_scale`,
 :func:`starting_log_scale`
     Input normalization and the initial intensity scale.
+:func:`object_in_data_units`
+    The predicted object in the data's units (the learned intensity scale applied).
 :func:`train_val_split`, :func:`prepare_arrays`
     The seeded split and the model-ready arrays of a training run.
 :func:`check_arrays`, :func:`prepare_inference`
@@ -40,6 +42,7 @@ __all__ = [
     "normalized_inputs",
     "initial_log_scale",
     "starting_log_scale",
+    "object_in_data_units",
     "train_val_split",
     "PreparedArrays",
     "prepare_arrays",
@@ -258,6 +261,45 @@ def starting_log_scale(config: PinnConfig, *, nphotons: float, scale: float) -> 
     if not _positive(scale):
         raise ModelError(f"log_scale_init='dose' needs a finite scale > 0, got {scale!r}")
     return math.log(scale)
+
+
+def object_in_data_units(patches: np.ndarray, *, log_scale: float, dose_scale: float) -> np.ndarray:
+    """Predicted object patches in the units of the true object: ``O_net * exp(log_scale) / s``.
+
+    The physics layer fits ``exp(log_scale) |F(P O_net)| / N`` to ``sqrt(counts) = s |F(P O)| / N``
+    (PHYSICS.md, "Dose"), so only the product ``exp(log_scale) O_net`` is fixed by the data: the
+    network's own output ``O_net`` is the object up to the factor ``exp(log_scale) / s`` that
+    training moved the scale by. ``s`` is the dose scale of the *training* data (the network's
+    inputs are in model units ``sqrt(counts) / s`` for any data set, so the factor is a property of
+    the bundle). With ``log_scale_init = "dose"`` the scale starts at ``log(s)`` (factor 1).
+
+    Parameters
+    ----------
+    patches : ndarray, complex, shape (B, C, N, N)
+        The network's object patches.
+    log_scale : float
+        The log intensity scale inference used (the bundle's learned one by default).
+    dose_scale : float
+        Dose scale s of the training data, finite and > 0.
+
+    Returns
+    -------
+    ndarray, complex64, shape (B, C, N, N)
+        A new array (the factor is applied in float64 and rounded once).
+
+    Raises
+    ------
+    ModelError
+        If ``dose_scale`` is not finite and > 0, ``log_scale`` is not finite, or the factor overflows.
+    """
+    if not _positive(dose_scale) or not math.isfinite(log_scale):
+        raise ModelError(f"object_in_data_units needs a finite log_scale and a dose scale > 0, "
+                         f"got {log_scale!r}, {dose_scale!r}")
+    try:
+        factor = math.exp(log_scale - math.log(dose_scale))
+    except OverflowError:
+        raise ModelError(f"object_in_data_units: exp(log_scale) / s overflows (log_scale {log_scale!r})") from None
+    return (np.asarray(patches).astype(np.complex128) * factor).astype(np.complex64)
 
 
 def train_val_split(n_groups: int, *, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

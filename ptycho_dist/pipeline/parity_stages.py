@@ -26,9 +26,11 @@ FORWARD_PARITY_TOLERANCE = 1e-4
 
 
 def transplant_stage(ctx: StageContext, task: StageTask) -> StageResult:
-    """Arm a's bundle run by arm b's backend, with b's relative-coordinate sign."""
+    """Arm a's bundle run by arm b's backend, with b's conventions: relative-coordinate sign, model
+    probe and overlap constraint (``faults.relative_sign``, ``model_probe``, ``object_big_off``); the
+    bundle's scales."""
     b = task.partner
-    result, _, _, _ = run_inference(ctx, task, b.model.backend, b.faults.relative_sign)
+    result = run_inference(ctx, task, b, own=False).result
     return StageResult(Prediction(patches=result.object_patches, amplitude=result.pred_amplitude,
                                   backend=b.model.backend))
 

@@ -20,8 +20,9 @@ from ptycho_dist.study.plan import NodeId, Plan, Unit
 
 __all__ = ["DATASET_TABLES", "scenario_rows", "quality_flags", "FLAG_RULES", "FLAG_MEANINGS"]
 
-#: quality-flag thresholds (README "Quality flags"): a trained model whose mean patch score (Pearson
-#: r of the amplitude, trained network vs truth, on training groups) gains less than
+#: quality-flag thresholds (README "Quality flags"): a trained model whose patch score (the Pearson
+#: r of predicted vs true amplitude over the illuminated central windows of up to 128 training groups,
+#: :func:`ptycho_dist.evaluation.patch_scores`; the train diagnostics ``patch_score_*``) gains less than
 #: max(LEARN_SE_FACTOR x its standard error, LEARN_MIN_GAIN) over the untrained network's, or stays
 #: below LEARN_MIN_SCORE, learned nothing; a scan covering less than UNSCANNED_BELOW of the object
 #: leaves it mostly unscanned; an intensity scale that ends below SCALE_COLLAPSE x its start collapsed

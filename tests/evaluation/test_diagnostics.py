@@ -10,9 +10,12 @@ from ptycho_dist.evaluation.diagnostics import (
     coverage_share,
     distinct_positions,
     expected_footprint,
+    learning_scores,
+    patch_scores,
     patch_statistics,
     placed_weight_share,
     position_summary,
+    score_mask,
     support_box,
     target_gaps,
 )
@@ -118,3 +121,61 @@ def test_placed_weight_share_is_one_unless_clipped(rng):
     assert placed_weight_share(clipped.coverage, 12, 64.0) < 0.5
     with pytest.raises(EvaluationError, match="n_patches >= 1"):
         placed_weight_share(full.coverage, 0, 64.0)
+
+
+# --- patch scores of the train stage (learned_nothing) -------------------------------------------
+
+def test_score_mask_is_the_illuminated_central_window():
+    probe = np.zeros((16, 16), np.complex64)
+    probe[2:14, 2:14] = 1.0
+    probe[7, 7] = 0.05  # below 10 % of the peak
+    mask = score_mask(probe)
+    assert mask.dtype == bool and mask.sum() == 8 * 8 - 1 and mask[4:12, 4:12].sum() == 63 and not mask[7, 7]
+    assert score_mask(probe, threshold=0.0).sum() == 64
+    with pytest.raises(EvaluationError, match="square"):
+        score_mask(probe[:, :8])
+
+
+def _patches(rng, k=40, n=16):
+    truth = 0.5 + rng.random((k, n, n))
+    return truth, np.ones((n, n), bool)
+
+
+def test_patch_scores_mean_is_the_pooled_pearson_r(rng):
+    truth, mask = _patches(rng)
+    pred = np.abs(truth + 0.7 * rng.standard_normal(truth.shape))
+    c = patch_scores(pred * np.exp(1j), truth, mask)  # amplitudes only: a global phase changes nothing
+    assert c.shape == (40,) and c.dtype == np.float64
+    assert c.mean() == pytest.approx(np.corrcoef(np.abs(pred).ravel(), truth.ravel())[0, 1], abs=1e-12)
+    np.testing.assert_allclose(patch_scores(3 * pred + 1, truth, mask), c)  # invariant to gain and offset
+    np.testing.assert_allclose(patch_scores(truth, truth, mask).mean(), 1.0)
+    # a flat prediction has no structure (0); a non-finite one gives NaN; a flat truth gives NaN
+    np.testing.assert_array_equal(patch_scores(np.full_like(truth, 0.5), truth, mask), np.zeros(40))
+    assert np.isnan(patch_scores(np.where(truth > 1.4, np.nan, truth), truth, mask)).all()
+    assert np.isnan(patch_scores(pred, np.ones_like(truth), mask)).all()
+    with pytest.raises(EvaluationError, match="non-empty mask"):
+        patch_scores(pred, truth, np.zeros((16, 16), bool))
+
+
+def test_patch_scores_see_the_brightness_between_patches(rng):
+    # patches with the right mean and no structure inside still correlate at patch level
+    truth, mask = _patches(rng)
+    truth = truth * np.linspace(0.2, 2.0, 40)[:, None, None]
+    means = np.broadcast_to(truth.mean(axis=(1, 2), keepdims=True), truth.shape)
+    assert patch_scores(means, truth, mask).mean() > 0.5
+    # the evaluate diagnostic patch_amp_structure_r is another quantity: it leaves flat patches out
+    assert np.isnan(patch_statistics(means.astype(complex), truth.astype(complex))["patch_amp_structure_r"])
+
+
+def test_learning_scores_gain_and_standard_error(rng):
+    trained, untrained = 0.5 + 0.1 * rng.standard_normal(50), 0.02 * rng.standard_normal(50)
+    out = learning_scores(trained, untrained)
+    assert out["patch_score_trained"] == pytest.approx(trained.mean())
+    assert out["patch_score_untrained"] == pytest.approx(untrained.mean())
+    assert out["patch_score_gain_se"] == pytest.approx(np.std(trained - untrained, ddof=1) / np.sqrt(50))
+    assert out["patch_score_patches"] == 50
+    same = learning_scores(trained, trained)
+    assert same["patch_score_gain_se"] == 0 and same["patch_score_trained"] == same["patch_score_untrained"]
+    assert np.isnan(learning_scores(trained[:1], untrained[:1])["patch_score_gain_se"])
+    with pytest.raises(EvaluationError, match="two"):
+        learning_scores(trained, untrained[:3])
