@@ -3,6 +3,8 @@
 The three oracle-arm studies run as a user runs them (``run --strict``) and every one of their
 expectations must pass; then the collapse study shows that its expectations are load-bearing: with the
 faulty arm removed, or with a condition the diagnostic does not meet, ``--strict`` and ``check`` fail.
+The model-arm studies (torch and tf arms, a few minutes each on 2 cores) are ``slow``; the NaN
+divergence study (torch only, small) runs by default.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ pytestmark = pytest.mark.ray
 
 LIBRARY = Path(__file__).resolve().parents[2] / "studies" / "investigations"
 ORACLE_STUDIES = ("collapsed_offsets", "legacy_canvas", "patch_vs_stitched")
+MODEL_STUDIES = ("relative_sign", "probe_normalization", "object_big", "intensity_scale")
+#: a scenario with any fault switch on
+FAULTY = ("faults_collapse_offsets or faults_legacy_canvas or faults_patch_only_evaluation or faults_relative_sign = -1"
+          " or faults_model_probe != 'data' or faults_object_big_off or faults_infer_ignores_scale")
 
 
 def _run_library_study(tmp_path: Path, name: str) -> None:
@@ -30,8 +36,7 @@ def _run_library_study(tmp_path: Path, name: str) -> None:
     assert {r["name"] for r in rows} == {e["name"] for e in declared}
     assert rows and all(r["status"] == "passed" for r in rows), [r for r in rows if not r["passed"]]
     # the faulty arm is in the run, and at least one expectation is about it
-    faulty = run.sql("select count(*) as n from scenarios where " + " or ".join(
-        f"faults_{f}" for f in ("collapse_offsets", "legacy_canvas", "patch_only_evaluation"))).to_pylist()
+    faulty = run.sql(f"select count(*) as n from scenarios where {FAULTY}").to_pylist()
     assert faulty[0]["n"] >= 1
     assert any("faults_" in e["query"] for e in declared)
 
@@ -39,6 +44,25 @@ def _run_library_study(tmp_path: Path, name: str) -> None:
 @pytest.mark.parametrize("name", [n for n in ORACLE_STUDIES if n != "collapsed_offsets"])
 def test_oracle_investigation_catches_its_fault(ray_session: object, tmp_path: Path, name: str) -> None:
     _run_library_study(tmp_path, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_STUDIES)
+def test_model_investigation_catches_its_fault(ray_session: object, tmp_path: Path, name: str) -> None:
+    _run_library_study(tmp_path, name)
+
+
+def test_nan_divergence_study(ray_session: object, tmp_path: Path) -> None:
+    # no fault switch: the faulty configuration is a too-large learning rate, expected to diverge
+    spec = LIBRARY / "nan_divergence.toml"
+    assert main(["run", str(spec), "--out", str(tmp_path), "--no-progress", "--strict"]) == 0
+    run = open_run(tmp_path / "nan_divergence")
+    rows = run.table("expectations").to_pylist()
+    assert {r["name"] for r in rows} == {e["name"] for e in tomllib.loads(spec.read_text())["expect"]}
+    assert all(r["status"] == "passed" for r in rows), [r for r in rows if r["status"] != "passed"]
+    status = run.sql("select training_lr as lr, status, diverged_epoch from scenarios order by all").to_pylist()
+    assert [(r["lr"], r["status"], r["diverged_epoch"]) for r in status] == \
+        [(0.001, "ok", None)] * 2 + [(10.0, "ok", None)] * 2 + [(50.0, "diverged", 0)] * 2
 
 
 def test_collapse_study_and_a_condition_it_does_not_meet(ray_session: object, tmp_path: Path,
