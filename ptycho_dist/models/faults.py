@@ -99,7 +99,7 @@ def effective_object_big(object_big: bool, *, object_big_off: bool) -> bool:
 
 
 def inference_scales(*, norm_factor: float, log_scale: float, initial_log_scale: float,
-                     amplitudes: np.ndarray, ignore_learned: bool) -> tuple[float, float]:
+                     amplitudes: np.ndarray | None, ignore_learned: bool) -> tuple[float, float]:
     """The input normalization factor and log intensity scale inference uses.
 
     Parameters
@@ -108,9 +108,9 @@ def inference_scales(*, norm_factor: float, log_scale: float, initial_log_scale:
         The bundle's: the normalization of the training split and the learned log scale.
     initial_log_scale : float
         The log scale training started from (the bundle's ``initial_log_scale``).
-    amplitudes : ndarray, real, shape (..., N, N)
-        Model-units amplitudes ``sqrt(counts) / s`` of the inference data (read only when
-        ``ignore_learned``).
+    amplitudes : ndarray, real, shape (..., N, N), or None
+        Model-units amplitudes ``sqrt(counts) / s`` of the inference data; needed (and read) only
+        when ``ignore_learned``.
     ignore_learned : bool
         False (this project's convention): the bundle's ``(norm_factor, log_scale)`` unchanged.
         True (``faults.infer_ignores_scale``): :func:`~ptycho_dist.models.data.normalization_factor`
@@ -120,7 +120,14 @@ def inference_scales(*, norm_factor: float, log_scale: float, initial_log_scale:
     Returns
     -------
     norm_factor, log_scale : float
+
+    Raises
+    ------
+    ModelError
+        If ``ignore_learned`` and no amplitudes are given.
     """
     if not ignore_learned:
         return float(norm_factor), float(log_scale)
+    if amplitudes is None:
+        raise ModelError("inference_scales: ignoring the learned scales needs the inference data's amplitudes")
     return normalization_factor(amplitudes), float(initial_log_scale)

@@ -189,10 +189,10 @@ def run_inference(ctx: StageContext, task: StageTask, arm: Scenario, *, own: boo
         config = dataclasses.replace(config, object_big=big)
     probe = arm_probe(arm, sim)
     initial = float(bundle.meta.get("initial_log_scale", bundle.log_scale))
+    ignore = own and arm.faults.infer_ignores_scale
     norm, log_scale = inference_scales(
         norm_factor=bundle.norm_factor, log_scale=bundle.log_scale, initial_log_scale=initial,
-        amplitudes=np.sqrt(counts.astype(np.float64)) / sim.scale,
-        ignore_learned=own and arm.faults.infer_ignores_scale)
+        amplitudes=np.sqrt(counts.astype(np.float64)) / sim.scale if ignore else None, ignore_learned=ignore)
     result = load_backend(arm.model.backend).infer_pinn(
         dict(bundle.weights), config, counts=counts, scale=sim.scale, probe=probe,
         relative=arm.faults.relative_sign * groups.relative, norm_factor=norm, log_scale=log_scale)

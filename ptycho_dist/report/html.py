@@ -175,7 +175,8 @@ _DIAG_NAMES = ("n_distinct_positions", "n_distinct_offsets", "coverage_share", "
                "patch_amp_var_ratio", "patch_amp_structure_r", "train_norm_factor", "infer_norm_factor",
                "stitch_kept_weight_share", "patch_minus_stitched_amp_ssim", "scanned_fraction",
                "evaluated_stitched", "patch_score_trained", "patch_score_untrained", "model_probe_energy_ratio",
-               "iterative_data_error_ratio", "iterative_probe_error", "iterative_position_error")
+               "iterative_data_error_ratio", "iterative_probe_error", "iterative_position_error",
+               "initial_log_scale", "train_log_scale", "infer_log_scale", "first_nonfinite_epoch")
 
 
 def _expectations_html(run: Results) -> str:

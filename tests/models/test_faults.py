@@ -72,6 +72,11 @@ def test_inference_scales_keep_the_bundle_unless_asked(rng):
     norm, log_scale = inference_scales(norm_factor=2.5, log_scale=7.0, initial_log_scale=6.0,
                                        amplitudes=amplitudes, ignore_learned=True)
     assert log_scale == 6.0 and norm == pytest.approx(normalization_factor(amplitudes))
+    assert inference_scales(norm_factor=2.5, log_scale=7.0, initial_log_scale=6.0, amplitudes=None,
+                            ignore_learned=False) == (2.5, 7.0)
+    with pytest.raises(ModelError, match="amplitudes"):
+        inference_scales(norm_factor=2.5, log_scale=7.0, initial_log_scale=6.0, amplitudes=None,
+                         ignore_learned=True)
 
 
 def test_object_in_data_units_applies_the_learned_scale(rng):
