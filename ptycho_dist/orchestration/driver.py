@@ -41,14 +41,23 @@ from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
 from ptycho_dist.pipeline.rows import scenario_rows
 from ptycho_dist.storage.lock import RunLock
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, TableStore, json_row
+from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, RUN_UNIT, TableStore, json_row
+from ptycho_dist.storage.tables import Unit as TableUnit
 from ptycho_dist.storage.tables import STAGES as _TABLE_STAGES
 from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_id
 from ptycho_dist.study.plan import NodeId, Plan, Planner, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
 
+#: the scheduler commits buffered units as one segment when this many are buffered ...
+COMMIT_UNITS = 512
+#: ... or when the oldest has waited this long (seconds); a killed driver loses at most these
+#: commits, which the next run makes again from the stored stage outputs (cache hits)
+COMMIT_SECONDS = 2.0
+#: the tables are compacted every this many segments during a run, and when it ends
+COMPACT_SEGMENTS = 64
+
 __all__ = ["RunOptions", "RunSummary", "run_study", "plan_study", "find_pairs", "damaged_units",
-           "terminate_on_sigterm", "stderr_line", "check_feasible"]
+           "terminate_on_sigterm", "stderr_line", "check_feasible", "compact_run"]
 
 
 def stderr_line(line: str) -> None:
@@ -100,9 +109,11 @@ def damaged_units(tables: TableStore) -> dict[str, str]:
     """Unit id -> the first problem of its table parts (quick check: sizes against the commit
     records, footers of parts without one); the run-level tables are left out (``check`` rewrites them)."""
     out: dict[str, str] = {}
-    for c in tables.check(deep=False):
-        if c.state in ("corrupt", "missing") and c.table not in RUN_TABLES:
-            out.setdefault(c.unit, c.problem)
+    for c in tables.index.quick_check():
+        if c.table not in RUN_TABLES:
+            for unit in c.affected:
+                if unit != RUN_UNIT:
+                    out.setdefault(unit, c.problem)
     return out
 
 
@@ -212,6 +223,7 @@ def _run_locked(study: Study, layout: RunLayout, options: RunOptions, t0: float)
     summary = RunSummary(layout.root, scenarios=len(set(ids)), already_done=len(plan.done_ids))
     summary.status.update({"ok": 0})
     run_plan(study, plan, layout, options, summary)
+    compact_run(layout)
     for r in layout.tables.status_rows(set(ids)):
         summary.status[r["status"]] += 1
     summary.wall_seconds = time.perf_counter() - t0
@@ -241,6 +253,14 @@ def run_plan(study: Study, plan: Plan, layout: RunLayout, options: RunOptions, s
             guard.close()  # what ray.shutdown() left of the local Ray is stopped by PID
 
 
+def compact_run(layout: RunLayout) -> None:
+    """Compact the run's tables into one part per table (damaged units left out: the next run
+    commits them again) and pack its stage outputs (:meth:`~ptycho_dist.storage.arrays.ArrayStore.pack`)."""
+    tables = layout.tables
+    tables.compact(skip=damaged_units(tables))
+    layout.arrays.pack()
+
+
 def _starts_local_ray(address: str | None) -> bool:
     """Whether :func:`connect` will start a local Ray (no running one, no address): then a watchdog
     stops it if the driver dies (:mod:`ptycho_dist.orchestration.watchdog`)."""
@@ -266,17 +286,25 @@ class _Scheduler:
         self.ready: list[NodeId] = [nid for nid, n in self.waiting.items() if n == 0]
         self.progress = StageProgress(Counter(stage for stage, _ in plan.nodes), enabled=options.progress)
         self.to_compute: list[NodeId] = []
+        self.tables = layout.tables
+        self.buffer: list[TableUnit] = []
+        self.buffered_since = 0.0
+        self.segments_written = 0
 
     def resolve_cached(self) -> bool:
         """Resolve every node reachable through cache hits (no Ray); True when nothing is left to
         compute. Nodes that must be computed wait in :attr:`to_compute` for :meth:`run`."""
-        while self.ready:
-            nid = self.ready.pop()
-            hit = cached_outcome(self.ctx, *nid)
-            if hit is None:
-                self.to_compute.append(nid)
-            else:
-                self.resolve(nid, hit)
+        try:
+            while self.ready:
+                nid = self.ready.pop()
+                hit = cached_outcome(self.ctx, *nid)
+                if hit is None:
+                    self.to_compute.append(nid)
+                else:
+                    self.resolve(nid, hit)
+                    self.flush()
+        finally:
+            self.flush(force=True)
         return not self.to_compute
 
     def run(self) -> None:
@@ -285,7 +313,7 @@ class _Scheduler:
         in_flight: dict[Any, NodeId] = {}
         self.ready.extend(reversed(self.to_compute))
         self.to_compute = []
-        with self.progress:
+        with self.progress, self._flushing():
             while self.ready or in_flight:
                 while self.ready and len(in_flight) < limit:
                     nid = self.ready.pop()
@@ -299,10 +327,22 @@ class _Scheduler:
                     in_flight[ref] = nid
                 if in_flight:
                     # a bounded wait: signals (SIGTERM) are handled between two waits
-                    done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+                    refs = list(in_flight)
+                    done, _ = ray.wait(refs, num_returns=1, timeout=1.0)
+                    if done and len(refs) > 1:  # take every finished task at once, not one per wait
+                        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
                     for ref in done:
                         nid = in_flight.pop(ref)
                         self.resolve(nid, _get_outcome(ref, nid))
+                self.flush()
+
+    @contextlib.contextmanager
+    def _flushing(self) -> Iterator[None]:
+        """Commit what is buffered on the way out, a SIGTERM or an error included."""
+        try:
+            yield
+        finally:
+            self.flush(force=True)
 
     def resolve(self, nid: NodeId, outcome: StageOutcome) -> None:
         """Record ``outcome``; release the children (or skip them); commit finished units."""
@@ -330,11 +370,30 @@ class _Scheduler:
             if not self.pending[unit.id]:
                 self.commit(unit)
 
+    def flush(self, *, force: bool = False) -> None:
+        """Commit the buffered units as one segment: when ``force``, when the buffer is full, or when
+        the oldest buffered unit waited :attr:`COMMIT_SECONDS`; compact the tables every
+        :attr:`COMPACT_SEGMENTS` segments."""
+        if not self.buffer:
+            return
+        if not force and len(self.buffer) < COMMIT_UNITS and time.monotonic() - self.buffered_since < COMMIT_SECONDS:
+            return
+        self.tables.write_units(self.buffer)
+        self.buffer = []
+        self.segments_written += 1
+        if self.segments_written % COMPACT_SEGMENTS == 0:
+            self.tables.compact(skip=damaged_units(self.tables))
+
+    def _buffer(self, unit: TableUnit) -> None:
+        if not self.buffer:
+            self.buffered_since = time.monotonic()
+        self.buffer.append(unit)
+
     def commit(self, unit: Unit) -> None:
         if unit.kind == "scenario":
             rows_of = scenario_rows(self.study.meta.name, unit, self.plan, self.outcomes)
             self._keep_recorded_fields(unit, rows_of["scenarios"][0])
-            self.layout.tables.write_scenario(unit.id, rows_of)
+            self._buffer(TableUnit(unit.id, "scenario", rows_of))
             st = rows_of["scenarios"][0]
             if st["status"] != "ok":
                 self.summary.failures.append((unit.id, st["failed_stage"], st["error"] or st["status"]))
@@ -348,8 +407,7 @@ class _Scheduler:
             for oc in outcomes:
                 for table, part in oc.rows.items():
                     rows[table].extend(part)
-            for table in PAIR_TABLES:
-                self.layout.tables.write_pair(table, unit.id, rows.get(table, []))
+            self._buffer(TableUnit(unit.id, "pair", {t: rows.get(t, []) for t in PAIR_TABLES}))
         # a pair skipped because one of its arms failed or diverged writes nothing: the arm's row says why
 
     def _keep_recorded_fields(self, unit: Unit, row: dict[str, Any]) -> None:
@@ -358,14 +416,13 @@ class _Scheduler:
         are the rows it had."""
         if not all(self.outcomes[n].cached or self.outcomes[n].info.get("skipped") for n in unit.nodes):
             return
-        recorded = self.layout.tables.record(unit.id)
-        before = (recorded or {}).get("scenarios_row")
-        if not isinstance(before, dict):
+        typed = self.tables.committed_row(unit.id)
+        if typed is None:
             return
+        before = json.loads(json.dumps(json_row(typed), allow_nan=True))
         now = json.loads(json.dumps(json_row(row), allow_nan=True))
         if any(before.get(k) != v for k, v in now.items() if k not in _RUN_FIELDS):
             return
-        typed = self.layout.tables.committed_row(unit.id) or {}
         row.update({k: typed[k] for k in _RUN_FIELDS if k in typed})
         self.summary.recommitted += 1
 

@@ -19,12 +19,14 @@ which is what ``ptycho-dist verify`` does.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import json
 import os
 import shutil
 import time
 import uuid
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from ptycho_dist.errors import CorruptDataError, StorageError
-from ptycho_dist.storage.files import fsync_dir, fsync_tree, sha256_bytes, sha256_file
+from ptycho_dist.storage.files import fsync_dir, fsync_tree, sha256_bytes, sha256_file, write_bytes_atomic
 from ptycho_dist.study.registry import STAGES
 
 __all__ = ["ArrayStore", "NamedArray", "StageGroup", "MARKER", "OutputCheck", "FileDigest", "STAGING",
@@ -47,6 +49,8 @@ MARKER = "ptycho_dist_complete"
 CHUNK_ITEMS = 256
 #: folder of ``arrays.zarr`` where groups are written before they are renamed into place
 STAGING = ".staging"
+#: folder of ``arrays.zarr`` holding the packs (zip files of many groups) and their index
+PACKS = ".packs"
 #: what a message about damaged data tells the user to do
 REPAIR_HINT = "run `ptycho-dist verify RUN --repair`"
 
@@ -141,6 +145,76 @@ def _array_manifest(folder: Path) -> dict[str, Any]:
     return {"files": files, "bytes": size, "meta_sha256": sha256_bytes(meta)}
 
 
+def _packed_manifest(pack: zipfile.ZipFile, prefix: str) -> dict[str, Any]:
+    """:func:`_array_manifest` of an array stored in a pack under ``prefix`` (``stage/key/name``)."""
+    meta = pack.read(f"{prefix}/zarr.json")
+    chunks = f"{prefix}/c/"
+    infos = _entries_under(pack, chunks)
+    return {"files": len(infos), "bytes": sum(i.file_size for i in infos), "meta_sha256": sha256_bytes(meta)}
+
+
+def _entries_under(pack: zipfile.ZipFile, prefix: str) -> list[zipfile.ZipInfo]:
+    """The entries of ``pack`` whose names start with ``prefix`` (a sorted name list, bisected)."""
+    names = _sorted_names(pack)
+    i = bisect.bisect_left(names, prefix)
+    out = []
+    while i < len(names) and names[i].startswith(prefix):
+        out.append(pack.getinfo(names[i]))
+        i += 1
+    return out
+
+
+_SORTED_NAMES: dict[int, list[str]] = {}
+
+
+def _sorted_names(pack: zipfile.ZipFile) -> list[str]:
+    key = id(pack)
+    if key not in _SORTED_NAMES:
+        _SORTED_NAMES[key] = sorted(pack.namelist())
+    return _SORTED_NAMES[key]
+
+
+class _Packs:
+    """Read side of the packs of one store: the newest index and the open pack files (cached per
+    process by path and modification time: packs are never rewritten, an index is replaced)."""
+
+    _index_cache: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
+    _open: dict[str, tuple[zipfile.ZipFile, Any]] = {}
+
+    @classmethod
+    def index(cls, folder: Path) -> tuple[Path | None, dict[str, Any]]:
+        try:
+            names = sorted(n for n in os.listdir(folder) if n.startswith("index-") and n.endswith(".json"))
+        except FileNotFoundError:
+            return None, {"packs": {}, "outputs": {}}
+        if not names:
+            return None, {"packs": {}, "outputs": {}}
+        path = folder / names[-1]
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+        hit = cls._index_cache.get(str(path))
+        if hit is None or hit[0] != stamp:
+            data = json.loads(path.read_text())
+            cls._index_cache[str(path)] = (stamp, data)
+            hit = cls._index_cache[str(path)]
+        return path, hit[1]
+
+    @classmethod
+    def open(cls, path: Path) -> tuple[zipfile.ZipFile, Any]:
+        """The pack as a zip file and as a read-only zarr store."""
+        st = path.stat()
+        key = f"{path}:{st.st_mtime_ns}:{st.st_size}"
+        if key not in cls._open:
+            if len(cls._open) >= 16:
+                old_key = next(iter(cls._open))
+                zf_old, store_old = cls._open.pop(old_key)
+                _SORTED_NAMES.pop(id(zf_old), None)
+            zf = zipfile.ZipFile(path, "r")
+            store = zarr.storage.ZipStore(str(path), mode="r")
+            cls._open[key] = (zf, store)
+        return cls._open[key]
+
+
 def _attrs_digest(attrs: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of a group's attributes, the marker left out."""
     body = {k: v for k, v in attrs.items() if k != MARKER}
@@ -178,15 +252,16 @@ class ArrayStore:
         return self.path / stage / key
 
     def _open(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | OutputCheck:
-        """The zarr group and its attributes, or why it cannot be used."""
+        """The zarr group and its attributes, or why it cannot be used: the loose group when there
+        is one, else the group in a pack."""
         folder = self.group_dir(stage, key)
         if not (folder / "zarr.json").exists():
-            return OutputCheck(stage, key, "missing")
+            return self._open_packed(stage, key)
         try:
             group = zarr.open_group(str(self.path), path=f"{stage}/{key}", mode="r", zarr_format=3)
             attrs: dict[str, Any] = dict(group.attrs)
-        except FileNotFoundError:  # zarr's GroupNotFoundError is one
-            return OutputCheck(stage, key, "missing")
+        except FileNotFoundError:  # zarr's GroupNotFoundError is one; packed meanwhile
+            return self._open_packed(stage, key)
         except Exception as exc:  # noqa: BLE001 - metadata that is not a zarr group (damaged JSON...)
             return OutputCheck(stage, key, "corrupt", f"{self._rel(folder / 'zarr.json')}: unreadable "
                                f"({type(exc).__name__}: {str(exc)[:120]})")
@@ -194,6 +269,42 @@ class ArrayStore:
         if not isinstance(marker, dict) or not marker.get("complete", False):
             return OutputCheck(stage, key, "unfinished", f"{self._rel(folder)}: no completion marker")
         return group, attrs
+
+    def pack_of(self, stage: str, key: str) -> Path | None:
+        """The pack holding ``<stage>/<key>`` (None when it is not packed)."""
+        _path, index = _Packs.index(self.path / PACKS)
+        name = index["outputs"].get(f"{stage}/{key}")
+        return None if name is None else self.path / PACKS / name
+
+    def _open_packed(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | OutputCheck:
+        pack = self.pack_of(stage, key)
+        if pack is None:
+            return OutputCheck(stage, key, "missing")
+        where = f"{self._rel(pack)}:{stage}/{key}"
+        try:
+            _zf, store = _Packs.open(pack)
+            group = zarr.open_group(store, path=f"{stage}/{key}", mode="r", zarr_format=3)
+            attrs = dict(group.attrs)
+        except FileNotFoundError:
+            return OutputCheck(stage, key, "missing", f"{where}: pack missing")
+        except Exception as exc:  # noqa: BLE001 - a damaged pack (bad zip, CRC, JSON)
+            return OutputCheck(stage, key, "corrupt", f"{where}: unreadable ({type(exc).__name__}: {str(exc)[:120]})")
+        marker = attrs.get(MARKER)
+        if not isinstance(marker, dict) or not marker.get("complete", False):
+            return OutputCheck(stage, key, "unfinished", f"{where}: no completion marker")
+        return group, attrs
+
+    def _label(self, stage: str, key: str, group: Any) -> str:
+        """The group's path for messages: ``arrays.zarr/<stage>/<key>`` or ``<pack>:<stage>/<key>``."""
+        kind, loc = self._location(stage, key, group)
+        return self._rel(self.group_dir(stage, key)) if kind == "loose" else f"{self._rel(loc[1])}:{stage}/{key}"
+
+    def _location(self, stage: str, key: str, group: Any) -> tuple[str, Any]:
+        """Where an opened group lives: ("loose", folder) or ("pack", (zipfile, pack path))."""
+        if isinstance(group.store, zarr.storage.ZipStore):
+            pack = Path(str(group.store.path))
+            return "pack", (_Packs.open(pack)[0], pack)
+        return "loose", self.group_dir(stage, key)
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.run_dir))
@@ -216,12 +327,16 @@ class ArrayStore:
         if manifest is None:  # written by a version without manifests: only readability can be checked
             problem = self._decode_all(stage, key, group, list(group.array_keys())) if deep else ""
             return OutputCheck(stage, key, "corrupt" if problem else "unverified", problem)
+        kind, where = self._location(stage, key, group)
         folder = self.group_dir(stage, key)
+        label = self._rel(folder) if kind == "loose" else f"{self._rel(where[1])}:{stage}/{key}"
         if marker.get("attrs_sha256") not in (None, _attrs_digest(attrs)):
-            return OutputCheck(stage, key, "corrupt", f"{self._rel(folder / 'zarr.json')}: attributes do not "
-                               "match their digest")
+            return OutputCheck(stage, key, "corrupt", f"{label}/zarr.json: attributes do not match their digest")
         for name, want in manifest.items():
-            problem = self._check_array(folder / name, want)
+            if kind == "loose":
+                problem = self._check_array(folder / name, want)
+            else:
+                problem = self._check_packed_array(where[0], f"{stage}/{key}/{name}", label + f"/{name}", want)
             if problem:
                 return OutputCheck(stage, key, "corrupt", problem)
         for rec in marker.get("files", []):
@@ -245,6 +360,20 @@ class ArrayStore:
             return f"{self._rel(folder / 'c')}: {have['files']} of {want['files']} chunk files"
         if have["bytes"] != want["bytes"]:
             return f"{self._rel(folder / 'c')}: {have['bytes']} bytes of chunks, {want['bytes']} written"
+        return ""
+
+    @staticmethod
+    def _check_packed_array(pack: zipfile.ZipFile, prefix: str, label: str, want: Mapping[str, Any]) -> str:
+        try:
+            have = _packed_manifest(pack, prefix)
+        except KeyError:
+            return f"{label}: array missing"
+        except (zipfile.BadZipFile, OSError) as exc:
+            return f"{label}: unreadable ({type(exc).__name__}: {str(exc)[:100]})"
+        if have["meta_sha256"] != want["meta_sha256"]:
+            return f"{label}/zarr.json: metadata changed since it was written"
+        if have["files"] != want["files"] or have["bytes"] != want["bytes"]:
+            return f"{label}/c: {have['files']} chunk files, {have['bytes']} bytes; {want['files']}, {want['bytes']} written"
         return ""
 
     def _check_file(self, rec: FileDigest, *, deep: bool) -> str:
@@ -273,8 +402,10 @@ class ArrayStore:
                 try:
                     np.asarray(arr[start:start + step])
                 except Exception as exc:  # noqa: BLE001 - checksum mismatch, truncated or undecodable chunk
-                    where = self.group_dir(stage, key) / name / "c" / str(i)
-                    return f"{self._rel(where)}…: {type(exc).__name__}: {str(exc)[:100]}"
+                    kind, loc = self._location(stage, key, group)
+                    where = (self._rel(self.group_dir(stage, key) / name / "c" / str(i)) if kind == "loose"
+                             else f"{self._rel(loc[1])}:{stage}/{key}/{name}/c/{i}")
+                    return f"{where}…: {type(exc).__name__}: {str(exc)[:100]}"
         return ""
 
     def _open_complete(self, stage: str, key: str) -> tuple[Any, dict[str, Any]] | OutputCheck:
@@ -353,7 +484,86 @@ class ArrayStore:
             return
 
     def remove(self, stage: str, key: str) -> bool:
-        """Remove the output ``<stage>/<key>`` (renamed away first, so it disappears at once)."""
+        """Remove the output ``<stage>/<key>``: a loose group is renamed away first (so it
+        disappears at once), a packed one is dropped from the pack index."""
+        loose = self._remove_loose(stage, key)
+        packed = self._unpack(stage, key)
+        return loose or packed
+
+    def outputs(self) -> Iterator[tuple[str, str]]:
+        """Every ``(stage, key)`` with a group folder in the store (complete or not) or in a pack."""
+        seen: set[tuple[str, str]] = set()
+        for stage in STAGES:
+            folder = self.path / stage
+            if folder.is_dir():
+                for entry in sorted(folder.iterdir()):
+                    if entry.is_dir():
+                        seen.add((stage, entry.name))
+                        yield stage, entry.name
+        _path, index = _Packs.index(self.path / PACKS)
+        for name in sorted(index["outputs"]):
+            stage, _, key = name.partition("/")
+            if (stage, key) not in seen:
+                yield stage, key
+
+    def files(self) -> int:
+        """Number of files in the store (loose groups, packs and their index)."""
+        return sum(len(names) for _d, _s, names in os.walk(self.path))
+
+    def pack(self) -> int:
+        """Move every complete loose group into a new pack (one zip file, entries stored, not
+        compressed again: the chunks are compressed), then remove the loose groups; returns the
+        number of groups packed. Call it holding the run lock.
+
+        The pack is written under a temporary name, fsynced and renamed; then a new index naming it
+        is written (the commit); only then are the loose copies removed. A reader finds a group
+        loose, or else through the newest index, so it is never without one. Groups that are
+        unfinished or damaged stay loose (the next run redoes them)."""
+        folder = self.path / PACKS
+        chosen: list[tuple[str, str]] = []
+        for stage in STAGES:
+            sdir = self.path / stage
+            if not sdir.is_dir():
+                continue
+            for entry in sorted(sdir.iterdir()):
+                if entry.is_dir() and self.check(stage, entry.name).state in ("ok", "unverified"):
+                    chosen.append((stage, entry.name))
+        if not chosen:
+            return 0
+        folder.mkdir(parents=True, exist_ok=True)
+        index_path, index = _Packs.index(folder)
+        seq = 1 + max((int(n.split("-")[1].split(".")[0]) for n in os.listdir(folder)
+                       if n.startswith(("pack-", "index-")) and n.split("-")[1].split(".")[0].isdigit()), default=0)
+        name = f"pack-{seq:06d}.zip"
+        tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for stage, key in chosen:
+                    group = self.group_dir(stage, key)
+                    for dirpath, _dirs, names in os.walk(group):
+                        for n in sorted(names):
+                            f = os.path.join(dirpath, n)
+                            zf.write(f, f"{stage}/{key}/{os.path.relpath(f, group)}")
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, folder / name)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        outputs = dict(index["outputs"])
+        outputs.update({f"{stage}/{key}": name for stage, key in chosen})
+        packs = dict(index["packs"])
+        packs[name] = {"bytes": (folder / name).stat().st_size, "groups": len(chosen)}
+        write_bytes_atomic(folder / f"index-{seq:06d}.json",
+                           json.dumps({"packs": packs, "outputs": outputs}, separators=(",", ":")).encode(),
+                           sync_dir=True)
+        for stage, key in chosen:
+            self._remove_loose(stage, key)
+        if index_path is not None:
+            index_path.unlink(missing_ok=True)
+        return len(chosen)
+
+    def _remove_loose(self, stage: str, key: str) -> bool:
         folder = self.group_dir(stage, key)
         if not folder.exists():
             return False
@@ -365,14 +575,20 @@ class ArrayStore:
         shutil.rmtree(gone, ignore_errors=True)
         return True
 
-    def outputs(self) -> Iterator[tuple[str, str]]:
-        """Every ``(stage, key)`` with a group folder in the store (complete or not)."""
-        for stage in STAGES:
-            folder = self.path / stage
-            if folder.is_dir():
-                for entry in sorted(folder.iterdir()):
-                    if entry.is_dir():
-                        yield stage, entry.name
+    def _unpack(self, stage: str, key: str) -> bool:
+        """Drop ``<stage>/<key>`` from the pack index (its bytes stay in the pack, unread)."""
+        folder = self.path / PACKS
+        index_path, index = _Packs.index(folder)
+        name = f"{stage}/{key}"
+        if index_path is None or name not in index["outputs"]:
+            return False
+        outputs = {k: v for k, v in index["outputs"].items() if k != name}
+        seq = int(index_path.stem.split("-")[1]) + 1
+        write_bytes_atomic(folder / f"index-{seq:06d}.json",
+                           json.dumps({"packs": index["packs"], "outputs": outputs}, separators=(",", ":")).encode(),
+                           sync_dir=True)
+        index_path.unlink(missing_ok=True)
+        return True
 
     def read_if_complete(self, stage: str, key: str) -> StageGroup | None:
         """The complete output ``<stage>/<key>``, or None when it is missing, unfinished or damaged
@@ -380,7 +596,7 @@ class ArrayStore:
         found = self._open_complete(stage, key)
         if isinstance(found, OutputCheck):
             return None
-        return StageGroup(f"{stage}/{key}", found[1], found[0], self._rel(self.group_dir(stage, key)))
+        return StageGroup(f"{stage}/{key}", found[1], found[0], self._label(stage, key, found[0]))
 
     def read(self, stage: str, key: str) -> StageGroup:
         """Open a complete stage output; an unfinished one is an error, never read; a damaged one a
@@ -392,7 +608,7 @@ class ArrayStore:
                                        stage=stage, key=key)
             raise StorageError(f"{self.path}/{stage}/{key}: missing or unfinished (no completion marker)")
         group, attrs = found
-        return StageGroup(f"{stage}/{key}", attrs, group, self._rel(self.group_dir(stage, key)))
+        return StageGroup(f"{stage}/{key}", attrs, group, self._label(stage, key, group))
 
     def written_at(self, stage: str, key: str) -> float:
         """When the completion marker of ``<stage>/<key>`` was written (seconds since the epoch)."""

@@ -4,10 +4,11 @@
       study.json      resolved spec and its SHA-256, version, package versions, git revision, start/end times
       study.v1.json … earlier versions of the study run into this folder (``run --new-version``)
       run.lock        the writer's lock (storage.lock), present while a run or repair is writing
-      commits/        one commit record per committed unit (storage.tables)
+      commits/        one commit record per segment of table rows (storage.segments)
       arrays.zarr/    stage outputs (zarr v3), <stage>/<key>, see storage.arrays and storage.outputs
       models/<key>/   model bundles (weights + bundle.json)
-      tables/<name>/  Parquet parts, see storage.tables
+      tables/<name>/  Parquet parts, one per segment (one after compaction), see storage.tables
+      tables/_schema.json  the tables' columns (for the light commands)
       report/         static report
       logs/           per-stage tracebacks of failures; engine logs (``*.engine.log``)
 
@@ -30,15 +31,17 @@ import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ptycho_dist import __version__
 from ptycho_dist.errors import CorruptDataError, StorageError, StudyMismatchError
-from ptycho_dist.storage.arrays import ArrayStore
 from ptycho_dist.storage.files import write_json_atomic, write_text_atomic
-from ptycho_dist.storage.outputs import OutputStore
-from ptycho_dist.storage.tables import TableStore
-from ptycho_dist.study import Study
+
+if TYPE_CHECKING:  # imported where used: the light commands (query, status) need none of them
+    from ptycho_dist.storage.arrays import ArrayStore
+    from ptycho_dist.storage.outputs import OutputStore
+    from ptycho_dist.storage.tables import TableStore
+    from ptycho_dist.study import Study
 
 __all__ = ["RunLayout", "library_versions", "git_revision", "spec_digest", "spec_differences"]
 
@@ -104,15 +107,21 @@ class RunLayout:
 
     @property
     def arrays(self) -> ArrayStore:
+        from ptycho_dist.storage.arrays import ArrayStore
+
         return ArrayStore(self.root)
 
     @property
     def outputs(self) -> OutputStore:
         """Typed stage outputs (``arrays.zarr/<stage>/<key>`` and the model bundles)."""
+        from ptycho_dist.storage.outputs import OutputStore
+
         return OutputStore(self.arrays, self.models)
 
     @property
     def tables(self) -> TableStore:
+        from ptycho_dist.storage.tables import TableStore
+
         return TableStore(self.root)
 
     @property
@@ -157,8 +166,10 @@ class RunLayout:
                     raise StudyMismatchError(self._mismatch(study, previous, recorded, spec, version))
                 write_json_atomic(self.root / f"study.v{version}.json", previous)
                 previous, version = {}, version + 1
-        for folder in (self.root, self.logs, self.models, self.tables.path, self.report):
+        tables = self.tables
+        for folder in (self.root, self.logs, self.models, tables.path, self.report):
             folder.mkdir(parents=True, exist_ok=True)
+        tables.write_schema_file()
         self.arrays.initialize()
         self.arrays.clear_staging()
         write_json_atomic(self.study_json, {

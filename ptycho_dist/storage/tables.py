@@ -1,21 +1,22 @@
 """Result tables of a run: Parquet parts under ``<run>/tables/<table>/`` with versioned Arrow schemas.
 
-Layout and commit rule: the rows of one scenario are written as one part per table,
-``tables/<table>/<scenario_id>.parquet`` (temp file + ``os.replace``), and the ``scenarios`` part is
-written **last**: it commits the others. Readers take only parts whose scenario has a committed
-``scenarios`` part, so a driver killed between two writes leaves nothing that is read; re-running
-rewrites the same file names, so every scenario has exactly one set of rows.
+Layout and commit rule (:mod:`ptycho_dist.storage.segments`): rows are committed in segments, a
+batch of units (scenarios, pairs of arms, the run-level tables) written as one part per table,
+``tables/<table>/<segment>.parquet`` (temp file + fsync + ``os.replace``), then the segment's commit
+record ``commits/<segment>.json`` **last**: it commits the parts. Readers take only parts of
+committed segments and, for each unit, the rows of the latest segment that names it, so a driver
+killed between two writes leaves nothing that is read, and every unit has exactly one set of rows.
+:meth:`TableStore.compact` merges the segments into one (a run that finishes has one part per table).
 
-Integrity: every part is written durably (fsynced, renamed into place) with a CRC32 on each parquet
-page, and each unit (scenario, pair of arms, the run-level tables) has a commit record
-``<run>/commits/<unit>.json`` with the size and SHA-256 of every part it wrote, written before the
-part that commits it. :meth:`TableStore.check` compares the parts with their records.
+Integrity: every part is written durably with a CRC32 on each parquet page, and the record holds
+the size and SHA-256 of every part. :meth:`TableStore.check` compares the parts with their records.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,7 +31,9 @@ from pydantic import BaseModel
 
 from ptycho_dist.errors import CorruptDataError, StorageError
 from ptycho_dist.evaluation import BIAS_KEYS, METRIC_KEYS
-from ptycho_dist.storage.files import sha256_bytes, sha256_file, write_bytes_atomic, write_text_atomic
+from ptycho_dist.storage import segments as _seg
+from ptycho_dist.storage.files import TEMP_SUFFIX, sha256_bytes, sha256_file, write_bytes_atomic, write_text_atomic
+from ptycho_dist.storage.segments import UNIT_COLUMN, PartCheck, SegmentIndex, Source, new_segment_name
 from ptycho_dist.study.registry import pair_tables, stage_names
 from ptycho_dist.study.spec import Scenario
 
@@ -50,6 +53,10 @@ __all__ = [
     "TABLE_REPAIR_HINT",
     "COMMITS",
     "RUN_UNIT",
+    "Unit",
+    "schema_catalog",
+    "duckdb_type",
+    "SCHEMA_FILE",
 ]
 
 #: 3: arrays under the stage names; parity columns ``grouping_gridsize`` and ``dose_nphotons``; a
@@ -188,7 +195,7 @@ PAIR_TABLES = pair_tables()
 #: tables of the whole run (one part, ``run.parquet``, replaced as a whole): expectation results
 RUN_TABLES = ("expectations",)
 #: folder of the commit records (``<run>/commits/<unit>.json``); the run-level tables' record
-COMMITS, RUN_UNIT = "commits", "_run"
+COMMITS, RUN_UNIT = _seg.COMMITS, _seg.RUN_UNIT
 #: what a message about a damaged table part tells the user to do
 TABLE_REPAIR_HINT = "run `ptycho-dist verify RUN --repair`"
 
@@ -224,19 +231,6 @@ def _to_table(name: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
         raise StorageError(f"table {name!r}: rows do not match the schema: {exc}") from exc
 
 
-@dataclass(frozen=True)
-class PartCheck:
-    """The state of one table part: ``ok``, ``missing`` (the unit's commit record lists it, the file is
-    gone), ``corrupt`` (size or SHA-256 differ from the record, or it does not decode) or
-    ``unverified`` (no commit record: written by an older version, but readable)."""
-
-    table: str
-    unit: str
-    path: str
-    state: str
-    problem: str = ""
-
-
 def _encode(table: pa.Table) -> bytes:
     """A parquet file (zstd, CRC32 on every page) as bytes."""
     buf = io.BytesIO()
@@ -258,144 +252,257 @@ def _row_from_json(table: str, row: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-class TableStore:
-    """The ``tables/`` folder of one run, and the commit records of its units (``commits/``).
 
-    A unit's commit record ``commits/<unit>.json`` lists the parts it wrote with their sizes and
-    SHA-256 (what :meth:`check` compares) and, for a scenario, its ``scenarios`` row (so that the part
-    can be rebuilt with the same run-specific fields). It is written after the other parts and before
-    the part that commits the unit.
+class Unit(typing.NamedTuple):
+    """The rows of one unit to commit: ``kind`` is ``scenario``, ``pair`` or ``run``."""
+
+    id: str
+    kind: str
+    tables: Mapping[str, Sequence[Mapping[str, Any]]]
+
+
+def _table_kind(table: str) -> str:
+    return "run" if table in RUN_TABLES else "pair" if table in PAIR_TABLES else "scenario"
+
+
+def duckdb_type(t: pa.DataType) -> str:
+    """The DuckDB type of an Arrow type of our schemas (for empty views built without pyarrow)."""
+    if pa.types.is_list(t):
+        return duckdb_type(t.value_type) + "[]"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    names = {pa.string(): "VARCHAR", pa.float64(): "DOUBLE", pa.int64(): "BIGINT", pa.bool_(): "BOOLEAN",
+             pa.float32(): "FLOAT", pa.int32(): "INTEGER"}
+    if t in names:
+        return names[t]
+    raise StorageError(f"no DuckDB type for Arrow type {t}")
+
+
+def schema_catalog() -> dict[str, dict[str, Any]]:
+    """table -> {"kind": scenario/pair/run, "columns": [[name, DuckDB type], ...]}."""
+    return {name: {"kind": _table_kind(name), "columns": [[f.name, duckdb_type(f.type)] for f in table_schema(name)]}
+            for name in TABLES}
+
+
+#: the file beside the tables that lists their columns with DuckDB types (read by the light commands)
+SCHEMA_FILE = "_schema.json"
+
+
+class TableStore:
+    """The ``tables/`` folder of one run and the commit records of its segments (``commits/``).
+
+    Writes: :meth:`write_units` commits a batch of units as one segment; :meth:`write_scenario`,
+    :meth:`write_pair` and :meth:`write_run_table` are one-unit batches. :meth:`remove_unit` writes a
+    tombstone. :meth:`compact` merges every segment into one. One writer at a time (the run lock).
     """
 
     def __init__(self, run_dir: str | Path) -> None:
-        self.path = Path(run_dir) / "tables"
-        self.commits = Path(run_dir) / COMMITS
+        self.root = Path(run_dir)
+        self.path = self.root / "tables"
+        self.commits = self.root / COMMITS
+        self._index: SegmentIndex | None = None
 
-    def _part(self, table: str, scenario_id: str) -> Path:
-        return self.path / table / f"{scenario_id}.parquet"
+    # --- the index ---------------------------------------------------------------------------------
 
-    def _record_path(self, unit: str) -> Path:
-        return self.commits / f"{unit}.json"
+    @property
+    def index(self) -> SegmentIndex:
+        """The segment index (loaded on first use; every write of this store keeps it current)."""
+        if self._index is None:
+            self._index = SegmentIndex.load(self.root)
+        return self._index
+
+    def reload(self) -> SegmentIndex:
+        self._index = SegmentIndex.load(self.root)
+        return self._index
+
+    def _part(self, table: str, segment: str) -> Path:
+        return self.path / table / f"{segment}.parquet"
+
+    def write_schema_file(self) -> None:
+        """Write ``tables/_schema.json``: every table's columns as (name, DuckDB type)."""
+        cat = schema_catalog()
+        body = {"schema_version": SCHEMA_VERSION, "kinds": {n: c["kind"] for n, c in cat.items()},
+                "tables": {n: c["columns"] for n, c in cat.items()}}
+        write_text_atomic(self.path / SCHEMA_FILE, json.dumps(body) + "\n")
+
+    # --- writes ------------------------------------------------------------------------------------
+
+    def write_units(self, units: Sequence[Unit]) -> str | None:
+        """Commit ``units`` as one segment (parts first, the record last); returns its name (None
+        for an empty batch). A unit named twice keeps its last rows."""
+        last: dict[str, Unit] = {}
+        for u in units:
+            if u.kind == "scenario" and len(u.tables.get("scenarios", ())) != 1:
+                raise StorageError(f"scenario {u.id}: exactly one 'scenarios' row is required")
+            if u.kind not in ("scenario", "pair", "run"):
+                raise StorageError(f"unit {u.id}: unknown kind {u.kind!r}")
+            last[u.id] = u
+        if not last:
+            return None
+        rows: dict[str, list[dict[str, Any]]] = {}
+        for u in last.values():
+            for name, part in u.tables.items():
+                if name not in TABLES:
+                    raise StorageError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+                if _table_kind(name) != u.kind:
+                    raise StorageError(f"table {name!r} is not written by a {u.kind} unit")
+                col = UNIT_COLUMN.get(u.kind)
+                rows.setdefault(name, []).extend(
+                    {col: u.id, **r} if col == "scenario_id" else dict(r) for r in part)
+        encoded = {name: (_encode(_to_table(name, r)), len(r)) for name, r in rows.items() if r}
+        return self._commit_segment({u.id: u.kind for u in last.values()}, encoded)
+
+    def _commit_segment(self, units: Mapping[str, str], encoded: Mapping[str, tuple[bytes, int]], *,
+                        removed: Sequence[str] = (), base: bool = False) -> str:
+        index = self.index
+        name = new_segment_name(index.last_name())
+        for table, (data, _n) in encoded.items():
+            write_bytes_atomic(self._part(table, name), data)
+        record: dict[str, Any] = {"segment": name, "units": dict(units), "parts": {
+            t: {"bytes": len(d), "sha256": sha256_bytes(d), "rows": n} for t, (d, n) in encoded.items()}}
+        if removed:
+            record["removed"] = list(removed)
+        if base:
+            record["base"] = name
+        write_text_atomic(self.commits / f"{name}.json", json.dumps(record, separators=(",", ":")) + "\n")
+        self._index = None  # reloaded on next use (cheap after compaction; the driver batches writes)
+        return name
 
     def write_scenario(self, scenario_id: str, tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
-        """Write every table's rows of one scenario; the commit record, then the ``scenarios`` row
-        last (the commit)."""
-        if len(tables.get("scenarios", ())) != 1:
-            raise StorageError(f"scenario {scenario_id}: exactly one 'scenarios' row is required")
-        encoded: dict[str, tuple[bytes, int]] = {}
-        for name in TABLES:
-            if name == "scenarios" or name in PAIR_TABLES or name in RUN_TABLES:
-                continue
-            rows = [{"scenario_id": scenario_id, **r} for r in tables.get(name, ())]
-            if rows:
-                encoded[name] = (_encode(_to_table(name, rows)), len(rows))
-        head = _encode(_to_table("scenarios", tables["scenarios"]))
-        # a rewrite uncommits first: a driver killed during it leaves the unit to be redone, never
-        # an old scenarios row over new parts
-        self._part("scenarios", scenario_id).unlink(missing_ok=True)
-        self._record_path(scenario_id).unlink(missing_ok=True)
-        for name in TABLES:
-            part = self._part(name, scenario_id)
-            if name in encoded:
-                write_bytes_atomic(part, encoded[name][0])
-            elif name != "scenarios" and name not in PAIR_TABLES and name not in RUN_TABLES:
-                part.unlink(missing_ok=True)
-        encoded["scenarios"] = (head, 1)
-        self._write_record(scenario_id, "scenario", encoded, row=json_row(tables["scenarios"][0]))
-        write_bytes_atomic(self._part("scenarios", scenario_id), head)
-
-    def _write_record(self, unit: str, kind: str, parts: Mapping[str, tuple[bytes, int]],
-                      row: Mapping[str, Any] | None = None) -> None:
-        record: dict[str, Any] = {"unit": unit, "kind": kind, "parts": {
-            name: {"bytes": len(data), "sha256": sha256_bytes(data), "rows": n} for name, (data, n) in parts.items()}}
-        if row is not None:
-            record["scenarios_row"] = row
-        write_text_atomic(self._record_path(unit), json.dumps(record, indent=1, allow_nan=True) + "\n")
-
-    def record(self, unit: str) -> dict[str, Any] | None:
-        """The commit record of ``unit`` (None when there is none or it cannot be read)."""
-        try:
-            data = json.loads(self._record_path(unit).read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("parts"), dict) else None
-
-    def committed_row(self, unit: str) -> dict[str, Any] | None:
-        """The ``scenarios`` row recorded when ``unit`` was committed (typed as in the table)."""
-        rec = self.record(unit)
-        row = rec.get("scenarios_row") if rec else None
-        return _row_from_json("scenarios", row) if isinstance(row, dict) else None
-
-    @staticmethod
-    def _write(path: Path, table: pa.Table) -> None:
-        write_bytes_atomic(path, _encode(table))
+        """Commit the rows of one scenario (a one-unit segment)."""
+        self.write_units([Unit(scenario_id, "scenario", {k: v for k, v in tables.items()
+                                                        if _table_kind(k) == "scenario"})])
 
     def write_pair(self, table: str, pair_id: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Write the rows of one pair of arms (written only after both arms' scenarios are committed)."""
+        """Commit the rows of one pair of arms (written only after both arms' scenarios are committed)."""
         if table not in PAIR_TABLES:
             raise StorageError(f"table {table!r} is not a per-pair table")
-        data = _encode(_to_table(table, rows))
-        self._write_record(pair_id, "pair", {table: (data, len(rows))})
-        write_bytes_atomic(self._part(table, pair_id), data)
+        self.write_units([Unit(pair_id, "pair", {table: rows})])
 
     def write_run_table(self, table: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Replace the rows of a run-level table (:data:`RUN_TABLES`) in one atomic write."""
+        """Replace the rows of a run-level table (:data:`RUN_TABLES`) in one commit."""
         if table not in RUN_TABLES:
             raise StorageError(f"table {table!r} is not a run-level table")
-        data = _encode(_to_table(table, rows))
-        self._write_record(RUN_UNIT, "run", {table: (data, len(rows))})
-        write_bytes_atomic(self._part(table, "run"), data)
+        self.write_units([Unit(RUN_UNIT, "run", {table: rows})])
 
     def remove_unit(self, unit: str) -> None:
-        """Uncommit ``unit``: its committing part first, then the others and its record."""
-        for name in ("scenarios", *PAIR_TABLES, *[t for t in TABLES if t != "scenarios" and t not in PAIR_TABLES]):
-            self._part(name, unit).unlink(missing_ok=True)
-        self._record_path(unit).unlink(missing_ok=True)
+        """Uncommit ``unit`` (a tombstone segment; its rows are no longer read)."""
+        if unit in self.index.live:
+            self._commit_segment({}, {}, removed=[unit])
 
     def remove_run_table(self, table: str) -> None:
-        """Remove a run-level table's part and its record (it is empty until written again)."""
+        """Remove the run-level tables' rows (empty until written again)."""
         if table not in RUN_TABLES:
             raise StorageError(f"table {table!r} is not a run-level table")
-        self._part(table, "run").unlink(missing_ok=True)
-        self._record_path(RUN_UNIT).unlink(missing_ok=True)
+        self.remove_unit(RUN_UNIT)
+
+    def compact(self, *, skip: Iterable[str] = ()) -> int:
+        """Merge every live unit into one segment (one part per table), then delete the files of the
+        older segments; returns the number of files removed. Units in ``skip`` (whose parts are
+        damaged) are left out and stay uncommitted. Atomic: the new record names itself as the base,
+        so the older segments are obsolete from the moment it is written."""
+        index = self.reload()
+        left_out = set(skip)
+        if len([s for s in index.segments if s.parts or s.removed]) <= 1 and not left_out and \
+                not any(s.legacy for s in index.segments) and not self._garbage(index):
+            return 0
+        units = {u: k for u, k in index.kinds.items() if u not in left_out}
+        encoded: dict[str, tuple[bytes, int]] = {}
+        for table in TABLES:
+            parts = [self._read_source(s, table) for s in index.sources(table, _table_kind(table), skip=left_out)]
+            parts = [p for p in parts if p.num_rows]
+            if parts:
+                merged = pa.concat_tables(parts)
+                encoded[table] = (_encode(merged), merged.num_rows)
+        self._commit_segment(units, encoded, base=True)
+        return self._delete_obsolete()
+
+    def _garbage(self, index: SegmentIndex) -> list[Path]:
+        """Files of the tables and records that no current segment refers to (obsolete segments,
+        parts of a segment whose record was never written)."""
+        keep = {str(self.root / s.part_path(t)) for s in index.segments for t in s.parts}
+        keep |= {str(self.root / s.record_path) for s in index.segments if s.record_path}
+        keep.add(str(self.path / SCHEMA_FILE))
+        out: list[Path] = []
+        for folder in (self.path, self.commits):
+            if not folder.exists():
+                continue
+            for dirpath, _dirs, names in os.walk(folder):
+                for n in names:
+                    p = os.path.join(dirpath, n)
+                    if p not in keep and not n.endswith(TEMP_SUFFIX):
+                        out.append(Path(p))
+        return out
+
+    def _delete_obsolete(self) -> int:
+        index = self.reload()
+        if any(s.legacy for s in index.segments):
+            return 0
+        garbage = self._garbage(index)
+        for p in garbage:
+            p.unlink(missing_ok=True)
+        return len(garbage)
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def record(self, unit: str) -> dict[str, Any] | None:
+        """The commit record of the segment holding ``unit`` (None when it is not committed)."""
+        seg = self.index.segment(self.index.live.get(unit, ""))
+        if seg is None:
+            return None
+        return {"segment": seg.name, "units": dict(seg.units), "parts": dict(seg.parts)}
+
+    def committed_row(self, unit: str) -> dict[str, Any] | None:
+        """The committed ``scenarios`` row of ``unit`` (None when there is none or it cannot be read)."""
+        seg = self.index.segment(self.index.live.get(unit, ""))
+        if seg is None or "scenarios" not in seg.parts:
+            return None
+        try:
+            table = self.read_part(self.root / seg.part_path("scenarios"), "scenarios")
+        except CorruptDataError:
+            return None
+        for row in table.to_pylist():
+            if row["scenario_id"] == unit:
+                return dict(row)
+        return None
+
+    def _read_source(self, src: Source, table: str) -> pa.Table:
+        part = self.read_part(src.path, table)
+        if src.drop:
+            col = UNIT_COLUMN[_table_kind(table)]
+            keep = pa.array([v not in src.drop for v in part.column(col).to_pylist()], type=pa.bool_())
+            part = part.filter(keep)
+        return part
 
     def has_pair(self, table: str, pair_id: str) -> bool:
-        """True when the pair's part of ``table`` exists."""
-        return self._part(table, pair_id).exists()
+        """True when the pair's rows of ``table`` are committed."""
+        seg = self.index.segment(self.index.live.get(pair_id, ""))
+        return seg is not None and self.index.kinds.get(pair_id) == "pair" and table in seg.parts
 
     def pair_ids(self) -> set[str]:
-        """Ids of the pairs whose parts of every per-pair table are written."""
-        ids: set[str] | None = None
-        for table in PAIR_TABLES:
-            folder = self.path / table
-            found = {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
-            ids = found if ids is None else ids & found
-        return ids or set()
+        """Ids of the committed pairs."""
+        return self.index.units_of_kind("pair")
 
     def committed_ids(self) -> set[str]:
-        """Scenario ids whose ``scenarios`` row is committed."""
-        folder = self.path / "scenarios"
-        return {p.stem for p in folder.glob("*.parquet")} if folder.exists() else set()
+        """Scenario ids whose rows are committed."""
+        return self.index.units_of_kind("scenario")
+
+    def sources(self, table: str, *, skip: Iterable[str] = ()) -> list[Source]:
+        """The committed part files of ``table`` with the units to leave out of each."""
+        table_schema(table)
+        return self.index.sources(table, _table_kind(table), skip=skip)
 
     def parts(self, table: str) -> list[Path]:
-        """The committed part files of ``table`` (parts of uncommitted scenarios are left out)."""
-        table_schema(table)
-        folder = self.path / table
-        if not folder.exists():
-            return []
-        if table in PAIR_TABLES or table in RUN_TABLES:
-            return sorted(folder.glob("*.parquet"))
-        ids = self.committed_ids()
-        return sorted(p for p in folder.glob("*.parquet") if p.stem in ids)
+        """The committed part files of ``table``."""
+        return [s.path for s in self.sources(table)]
 
     def read(self, table: str, *, skip: Iterable[str] = ()) -> pa.Table:
         """All committed rows of ``table`` as one Arrow table (empty with the schema if none); the
-        parts of the units in ``skip`` are left out."""
-        left_out = set(skip)
-        parts = [p for p in self.parts(table) if p.stem not in left_out]
+        rows of the units in ``skip`` are left out."""
+        parts = [self._read_source(s, table) for s in self.sources(table, skip=skip)]
         if not parts:
             return table_schema(table).empty_table()
-        return pa.concat_tables([self.read_part(p, table) for p in parts])
+        return pa.concat_tables(parts)
 
     @staticmethod
     def read_part(path: Path, table: str) -> pa.Table:
@@ -415,24 +522,27 @@ class TableStore:
         wanted = set(ids)
         return [r for r in rows if r["scenario_id"] in wanted]
 
+    # --- integrity ---------------------------------------------------------------------------------
+
     def check_part(self, table: str, path: Path, *, deep: bool = False,
-                   record: Mapping[str, Any] | None = None) -> PartCheck:
-        """The state of one part file (:class:`PartCheck`) against its unit's commit record: without
+                   record: Mapping[str, Any] | None = None, segment: str | None = None,
+                   units: tuple[str, ...] = ()) -> PartCheck:
+        """The state of one part file (:class:`PartCheck`) against its segment's record: without
         ``deep`` its size, with ``deep`` its SHA-256 and a full read with page checksums verified."""
-        unit = path.stem
-        rec = record if record is not None else self.record(RUN_UNIT if table in RUN_TABLES else unit)
-        want = (rec or {}).get("parts", {}).get(table)
-        rel = str(path.relative_to(self.path.parent))
+        unit = segment or path.stem
+        want = (record or {}).get("parts", {}).get(table) or None
+        rel = str(path.relative_to(self.root))
         if not path.exists():
-            return PartCheck(table, unit, rel, "missing", f"{rel}: missing (its commit record lists it)")
+            return PartCheck(table, unit, rel, "missing", f"{rel}: missing (its commit record lists it)", units)
         if want is not None:
             size = path.stat().st_size
             if size != want["bytes"]:
-                return PartCheck(table, unit, rel, "corrupt", f"{rel}: {size} bytes, {want['bytes']} written")
+                return PartCheck(table, unit, rel, "corrupt", f"{rel}: {size} bytes, {want['bytes']} written", units)
             if not deep:
-                return PartCheck(table, unit, rel, "ok")
+                return PartCheck(table, unit, rel, "ok", "", units)
             if sha256_file(path) != want["sha256"]:
-                return PartCheck(table, unit, rel, "corrupt", f"{rel}: SHA-256 does not match its commit record")
+                return PartCheck(table, unit, rel, "corrupt", f"{rel}: SHA-256 does not match its commit record",
+                                 units)
         try:
             if deep:
                 pq.read_table(path, schema=table_schema(table), page_checksum_verification=True)
@@ -440,41 +550,33 @@ class TableStore:
                 pq.read_metadata(path)
         except (pa.ArrowException, OSError) as exc:
             return PartCheck(table, unit, rel, "corrupt", f"{rel}: does not decode ({type(exc).__name__}: "
-                             f"{str(exc)[:100]})")
-        return PartCheck(table, unit, rel, "ok" if want is not None else "unverified")
+                             f"{str(exc)[:100]})", units)
+        return PartCheck(table, unit, rel, "ok" if want is not None else "unverified", "", units)
 
     def check(self, *, deep: bool = False) -> list[PartCheck]:
-        """Every committed part of every table, and the parts that committed units' records list but
-        that are gone (a lost ``scenarios`` part leaves a record without its commit: ``missing``)."""
+        """Every part of every committed segment against its record (a lost part is ``missing``),
+        and the records that do not parse (``corrupt``). ``units`` of a check are the units whose
+        current rows the part holds (what a damaged part loses)."""
+        index = self.reload()
         out: list[PartCheck] = []
-        records: dict[str, dict[str, Any] | None] = {}
-
-        def rec(unit: str) -> dict[str, Any] | None:
-            if unit not in records:
-                records[unit] = self.record(unit)
-            return records[unit]
-
-        committed = self.committed_ids()
-        for table in TABLES:
-            for path in self.parts(table):
-                unit = RUN_UNIT if table in RUN_TABLES else path.stem
-                out.append(self.check_part(table, path, deep=deep, record=rec(unit) or {}))
-        seen = {(c.table, c.unit) for c in out}
-        if self.commits.exists():
-            for p in sorted(self.commits.glob("*.json")):
-                unit = p.stem
-                r = rec(unit)
-                if r is None:
-                    out.append(PartCheck("commits", unit, str(p.relative_to(self.path.parent)), "corrupt",
-                                         f"{p.relative_to(self.path.parent)}: unreadable commit record"))
+        for rel in index.unreadable:
+            out.append(PartCheck("commits", Path(rel).stem, rel, "corrupt", f"{rel}: unreadable commit record"))
+        for seg in index.segments:
+            live = tuple(sorted(u for u in seg.units if index.live.get(u) == seg.name))
+            if not live:
+                continue
+            record = {"parts": seg.parts} if seg.record_path else None
+            for table in seg.parts:
+                if table not in TABLES:
                     continue
-                if r.get("kind") == "scenario" and unit not in committed:
-                    out.append(PartCheck("scenarios", unit, str(self._part("scenarios", unit).relative_to(
-                        self.path.parent)), "missing", f"{self._part('scenarios', unit).relative_to(self.path.parent)}: "
-                        "missing (the commit record lists it; or the commit was interrupted)"))
-                    continue
-                for table in r["parts"]:
-                    part_unit = "run" if r.get("kind") == "run" else unit
-                    if (table, part_unit) not in seen and table in TABLES:
-                        out.append(self.check_part(table, self._part(table, part_unit), deep=deep, record=r))
+                out.append(self.check_part(table, self.root / seg.part_path(table), deep=deep, record=record,
+                                           segment=seg.name, units=live))
         return out
+
+    def files(self) -> int:
+        """Number of files under ``tables/`` and ``commits/``."""
+        n = 0
+        for folder in (self.path, self.commits):
+            for _d, _s, names in os.walk(folder):
+                n += len(names)
+        return n
