@@ -85,7 +85,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else sorted(REGISTRY)
     if args.name and args.name not in REGISTRY:
         raise SpecError(f"bench: unknown benchmark {args.name!r}; known: {', '.join(sorted(REGISTRY))}")
-    records = [r for name in names for r in run_bench(name, quick=args.quick)]
+    records = [r for name in names for r in run_bench(name, quick=args.quick, scenarios=args.scenarios if name == "runner" else None)]
     table = Table("bench", "metric", "value", "unit", "baseline", "baseline value", "ratio", title="ptycho-dist bench")
     for r in records:
         table.add_row(r.bench, r.metric, f"{r.value:.4g}", r.unit, r.baseline, f"{r.baseline_value:.4g}", f"{r.ratio:.3g}")
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", nargs="?", help="benchmark name (default: all)")
     p.add_argument("--json", metavar="PATH", help="also write the records as JSON")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test, figures not representative)")
+    p.add_argument("--scenarios", type=int, metavar="N", help="runner: number of tiny scenarios (default 1000)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import functools
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -52,10 +53,18 @@ class Results:
     def run_dir(self) -> Path:
         return self.layout.root
 
-    @functools.cached_property
+    @property
     def index(self) -> SegmentIndex:
-        """Which part files hold which units (read once per :class:`Results`)."""
-        return SegmentIndex.load(self.layout.root)
+        """Which part files hold which units (read again when the set of commit records changed)."""
+        try:
+            stamp: Any = hash(tuple(sorted(os.listdir(self.layout.root / "commits"))))
+        except FileNotFoundError:
+            stamp = None
+        cached = self.__dict__.get("_index")
+        if cached is None or cached[0] != stamp:
+            cached = (stamp, SegmentIndex.load(self.layout.root))
+            self.__dict__["_index"] = cached
+        return cached[1]
 
     @functools.cached_property
     def catalog(self) -> dict[str, dict[str, Any]]:

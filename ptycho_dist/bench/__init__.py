@@ -9,6 +9,7 @@ itself in :data:`REGISTRY` below.
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -76,9 +77,17 @@ def peak_memory(fn: Callable[[], object]) -> int:
     return int(peak)
 
 
-def run_bench(name: str, *, quick: bool = False) -> list[BenchRecord]:
-    """Run the benchmark called ``name`` and return its records."""
+def run_bench(name: str, *, quick: bool = False, **options: Any) -> list[BenchRecord]:
+    """Run the benchmark called ``name`` and return its records; ``options`` (those not None) go to
+    its ``run`` (e.g. ``scenarios`` for ``runner``)."""
     if name not in REGISTRY:
         raise KeyError(f"unknown benchmark {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module = importlib.import_module(REGISTRY[name])
-    return list(module.run(quick=quick))
+    given = {k: v for k, v in options.items() if v is not None}
+    accepted = set(inspect.signature(module.run).parameters)
+    unknown = sorted(set(given) - accepted)
+    if unknown:
+        from ptycho_dist.errors import SpecError
+
+        raise SpecError(f"bench {name}: does not take --{unknown[0].replace('_', '-')}")
+    return list(module.run(quick=quick, **given))

@@ -1,34 +1,48 @@
-"""``ptycho-dist bench runner``: the runner's overhead over the same stage functions.
+"""``ptycho-dist bench runner [--scenarios N]``: what the runner costs beyond the stage work itself.
 
-64 tiny oracle scenarios (every one with its own simulation, so no stage is shared), run three ways
-in the same process and Ray session:
+``N`` tiny oracle scenarios (replicates of one grid point: every one has its own simulation, so no
+stage is shared), measured in one process and one Ray session:
 
-* ``plain_loop``: the stage functions called in a loop in this process (no Ray, no tables);
-* ``bare_ray``: one bare Ray task per scenario running its stages in order (no DAG, no tables);
-* ``runner``: ``run_study`` (DAG, backpressure, retries, cache checks, parquet rows, progress off).
-
-Reported: scenarios/s of each, the ratios runner/plain and runner/bare, and the runner's overhead per
-stage task relative to bare Ray tasks.
+* **overhead per stage task**: ``run_study`` (DAG, backpressure, cache checks, table commits,
+  compaction, progress off) against **bare Ray tasks** that run the same stage function on the same
+  tasks (one ``@ray.remote`` call per stage task, submitted stage by stage, no tables), both on the
+  same workers; the bare pass runs on ``min(N, 1000)`` scenarios (its cost per task does not depend
+  on N);
+* **files per scenario** after compaction, against the same run's count before it (the run is made
+  with compaction off, counted, then compacted);
+* **driver memory**: Python allocations (tracemalloc) of expanding the study, building the DAG and
+  the scheduler's state for N/4, N/2 and N scenarios, fitted by a line; reported per scenario
+  against the size of one resolved scenario spec (JSON), with the fit's prediction for 10⁵;
+* **query latency**: ``ptycho-dist query RUN "select count(*) from metrics"`` as a fresh process
+  against a fresh ``python -c`` that imports DuckDB and counts over the same Parquet files
+  (best of 3 each); ``ptycho-dist status RUN`` is timed the same way.
 """
 
 from __future__ import annotations
 
+import gc
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from ptycho_dist.bench import BenchRecord, ratio_record
 from ptycho_dist.errors import StageError
 from ptycho_dist.orchestration.cluster import connect
-from ptycho_dist.orchestration.driver import RunOptions, run_study
-from ptycho_dist.pipeline import StageContext, run_scenario_inline
+from ptycho_dist.orchestration.driver import RunOptions, compact_run, run_study
+from ptycho_dist.pipeline import StageContext, execute_stage
 from ptycho_dist.storage.run import RunLayout
-from ptycho_dist.study import Scenario, Study, parse_study, scenario_id, scenario_keys
+from ptycho_dist.study import StageTask, Study, build_plan, parse_study, scenario_id, scenario_tasks
 
-__all__ = ["run", "tiny_study"]
+__all__ = ["run", "tiny_study", "count_files", "driver_memory"]
 
 _SPEC = """
 [study]
@@ -36,17 +50,20 @@ name = "bench-runner"
 seed = 1
 replicates = {n}
 [base.object]
-size = 64
+size = 48
 [base.probe]
 n = 16
 [base.scan]
-step = 6.0
-n_positions = 36
+step = 8.0
+n_positions = 16
 [base.stitch]
-crop = 8
+crop = 6
 [base.evaluation]
 border = 2
 """
+
+#: the bare-Ray pass runs on at most this many scenarios
+BARE_SCENARIOS = 1000
 
 
 def tiny_study(n: int) -> Study:
@@ -54,64 +71,123 @@ def tiny_study(n: int) -> Study:
     return parse_study(_SPEC.format(n=n), source="<bench runner>")
 
 
+def count_files(folder: Path) -> int:
+    """Files below ``folder``."""
+    return sum(len(names) for _d, _s, names in os.walk(folder))
+
+
 @ray.remote(num_cpus=1, max_retries=0)
-def _scenario_task(run_dir: str, scenario: dict[str, Any]) -> int:
-    outcomes = run_scenario_inline(StageContext(Path(run_dir)), Scenario.from_dict(scenario))
-    return len(outcomes)
+def _bare_stage(run_dir: str, task: dict[str, Any]) -> str:
+    return execute_stage(StageContext(Path(run_dir)), StageTask.from_dict(task)).status
 
 
-def _prepare(study: Study, folder: Path) -> RunLayout:
+def _bare_ray(study: Study, folder: Path) -> tuple[float, int]:
+    """Wall seconds and number of bare stage tasks (every stage of every scenario, stage by stage)."""
     layout = RunLayout.for_study(folder, study.meta.name)
     layout.initialize(study, scenario_ids=[scenario_id(s) for s in study.scenarios])
-    return layout
-
-
-def _plain_loop(study: Study, folder: Path) -> float:
-    layout = _prepare(study, folder)
+    chains = [scenario_tasks(s) for s in study.scenarios]
+    depth = max(len(c) for c in chains)
     t0 = time.perf_counter()
-    for s in study.scenarios:
-        run_scenario_inline(StageContext(layout.root), s)
-    return time.perf_counter() - t0
+    n = 0
+    for level in range(depth):
+        tasks = [c[level].to_dict() for c in chains if len(c) > level]
+        statuses = ray.get([_bare_stage.remote(str(layout.root), t) for t in tasks])
+        n += len(tasks)
+        if any(st != "ok" for st in statuses):
+            raise StageError(f"bench runner: a bare stage task did not succeed: {set(statuses)}")
+    return time.perf_counter() - t0, n
 
 
-def _bare_ray(study: Study, folder: Path) -> float:
-    layout = _prepare(study, folder)
+def _runner(study: Study, folder: Path) -> tuple[float, int, int, int, Path]:
+    """Wall seconds, stage tasks run, files before and after compaction, the run folder."""
     t0 = time.perf_counter()
-    refs = [_scenario_task.remote(str(layout.root), s.to_dict()) for s in study.scenarios]
-    ray.get(refs)
-    return time.perf_counter() - t0
-
-
-def _runner(study: Study, folder: Path) -> float:
-    t0 = time.perf_counter()
-    summary = run_study(study, RunOptions(out=folder, progress=False))
+    summary = run_study(study, RunOptions(out=folder, progress=False, compact=False))
+    wall = time.perf_counter() - t0
     if summary.status["ok"] != len(study.scenarios):
         raise StageError(f"bench runner: expected {len(study.scenarios)} ok scenarios, got {summary.to_dict()}")
-    return time.perf_counter() - t0
+    layout = RunLayout.for_study(folder, study.meta.name)
+    before = count_files(layout.root)
+    t1 = time.perf_counter()
+    compact_run(layout)
+    wall += time.perf_counter() - t1  # compaction is part of what a run costs
+    return wall, sum(summary.stages_run.values()), before, count_files(layout.root), layout.root
 
 
-def run(*, quick: bool = False) -> list[BenchRecord]:
-    """Measure the three ways on fresh output folders; returns ratio records."""
-    n = 8 if quick else 64
+def driver_memory(sizes: list[int]) -> tuple[list[int], float, float]:
+    """Peak Python allocations (bytes) of expanding, planning and preparing the scheduler for each
+    size; returns (peaks, slope in bytes per scenario, intercept) of a least-squares line."""
+    from ptycho_dist.orchestration.driver import scheduler_state
+
+    peaks = []
+    for n in sizes:
+        gc.collect()
+        tracemalloc.start()
+        try:
+            study = tiny_study(n)
+            plan = build_plan(study)
+            state = scheduler_state(plan)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        del study, plan, state
+        peaks.append(int(peak))
+    slope, intercept = np.polyfit(np.asarray(sizes, float), np.asarray(peaks, float), 1)
+    return peaks, float(slope), float(intercept)
+
+
+def _best_wall(cmd: list[str], repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise StageError(f"bench runner: {' '.join(cmd[:3])} … failed: {proc.stderr.strip()[-300:]}")
+        best = min(best, wall)
+    return best
+
+
+def _query_latency(run_dir: Path) -> tuple[float, float, float]:
+    """(query command, bare DuckDB, status command) best wall seconds."""
+    cli = [sys.executable, "-m", "ptycho_dist.cli"]
+    query = _best_wall([*cli, "query", str(run_dir), "select count(*) from metrics"])
+    status = _best_wall([*cli, "status", str(run_dir)])
+    files = sorted(str(p) for p in (run_dir / "tables" / "metrics").glob("*.parquet"))
+    bare = _best_wall([sys.executable, "-c", "import duckdb, sys; "
+                       f"print(duckdb.sql('select count(*) from read_parquet({json.dumps(files)})').fetchall())"])
+    return query, bare, status
+
+
+def run(*, quick: bool = False, scenarios: int | None = None) -> list[BenchRecord]:
+    """Measure on fresh output folders; returns ratio records."""
+    n = scenarios or (40 if quick else 1000)
     study = tiny_study(n)
-    n_tasks = sum(len(scenario_keys(s).chain()) for s in study.scenarios)
+    bare_study = study if n <= BARE_SCENARIOS else tiny_study(BARE_SCENARIOS)
     started = connect(None)
     try:
         with tempfile.TemporaryDirectory(prefix="ptycho-bench-runner-") as tmp:
-            _bare_ray(tiny_study(2), Path(tmp) / "warmup")  # start the workers and import the stages
-            loop = _plain_loop(study, Path(tmp) / "loop")
-            bare = _bare_ray(study, Path(tmp) / "bare")
-            runner = _runner(study, Path(tmp) / "runner")
+            _bare_ray(tiny_study(4), Path(tmp) / "warmup")  # start the workers, import the stages
+            bare_wall, bare_tasks = _bare_ray(bare_study, Path(tmp) / "bare")
+            wall, tasks, before, after, run_dir = _runner(study, Path(tmp) / "runner")
+            query, duck, status = _query_latency(run_dir)
     finally:
         if started:
             ray.shutdown()
-    unit = "scenarios/s"
-    overhead_ms = 1000.0 * (runner - bare) / n_tasks
+    bare_ms, run_ms = 1000.0 * bare_wall / bare_tasks, 1000.0 * wall / tasks
+    sizes = [max(1, n // 4), max(2, n // 2), n]
+    _peaks, slope, intercept = driver_memory(sizes)
+    spec_bytes = len(json.dumps(study.scenarios[0].to_dict()))
+    at_1e5 = (intercept + slope * 1e5) / 2**20
     return [
-        ratio_record("runner", f"throughput_vs_plain_loop ({n} scenarios, {n_tasks} stage tasks)",
-                     n / runner, unit, "plain_loop_one_process", n / loop),
-        ratio_record("runner", "throughput_vs_bare_ray_tasks", n / runner, unit, "bare_ray_task_per_scenario", n / bare),
-        ratio_record("runner", f"wall_per_stage_task (overhead vs bare {overhead_ms:+.1f} ms/task)",
-                     1000.0 * runner / n_tasks, "ms/task", "bare_ray_per_stage_task", 1000.0 * bare / n_tasks,
+        ratio_record("runner", f"ms_per_stage_task ({n} scenarios, {tasks} stage tasks; overhead "
+                     f"{run_ms - bare_ms:+.1f} ms/task over bare Ray tasks on {bare_tasks})",
+                     run_ms, "ms/task", "bare_ray_task_same_stage", bare_ms, higher_is_better=False),
+        ratio_record("runner", f"files_per_scenario_after_compaction ({after} files, {n} scenarios)",
+                     after / n, "files/scenario", "files_per_scenario_before_compaction", before / n,
                      higher_is_better=False),
+        ratio_record("runner", f"driver_bytes_per_scenario (fit over N={sizes}; predicts "
+                     f"{at_1e5:.0f} MiB at 1e5 scenarios)", slope, "B/scenario",
+                     "resolved_scenario_spec_json_bytes", float(spec_bytes), higher_is_better=False),
+        ratio_record("runner", f"query_count_seconds (ptycho-dist query, fresh process; status {status:.2f} s)",
+                     query, "s", "bare_duckdb_fresh_process", duck, higher_is_better=False),
     ]

@@ -57,7 +57,7 @@ COMMIT_SECONDS = 2.0
 COMPACT_SEGMENTS = 64
 
 __all__ = ["RunOptions", "RunSummary", "run_study", "plan_study", "find_pairs", "damaged_units",
-           "terminate_on_sigterm", "stderr_line", "check_feasible", "compact_run"]
+           "terminate_on_sigterm", "stderr_line", "check_feasible", "compact_run", "scheduler_state", "SchedulerState"]
 
 
 def stderr_line(line: str) -> None:
@@ -82,6 +82,9 @@ class RunOptions:
     """Accept a spec that differs from the one recorded in the folder as its next version."""
     notify: Callable[[str], None] = stderr_line
     """Where one-line notices go (a stale lock taken over, damaged parts committed again)."""
+    compact: bool = True
+    """Compact the tables and pack the stage outputs when the run ends (off: ``bench runner``
+    counts the files before compaction)."""
 
 
 @dataclass
@@ -223,7 +226,8 @@ def _run_locked(study: Study, layout: RunLayout, options: RunOptions, t0: float)
     summary = RunSummary(layout.root, scenarios=len(set(ids)), already_done=len(plan.done_ids))
     summary.status.update({"ok": 0})
     run_plan(study, plan, layout, options, summary)
-    compact_run(layout)
+    if options.compact:
+        compact_run(layout)
     for r in layout.tables.status_rows(set(ids)):
         summary.status[r["status"]] += 1
     summary.wall_seconds = time.perf_counter() - t0
@@ -267,6 +271,29 @@ def _starts_local_ray(address: str | None) -> bool:
     return not ray.is_initialized() and not (address or os.environ.get("RAY_ADDRESS"))
 
 
+@dataclass
+class SchedulerState:
+    """What the scheduler keeps per node and unit besides the plan (see :func:`scheduler_state`)."""
+
+    waiting: dict[NodeId, int]
+    """node -> parents not resolved yet"""
+    pending: dict[str, set[NodeId]]
+    """unit -> its nodes not resolved yet"""
+    units_of: dict[NodeId, list[Unit]]
+    ready: list[NodeId]
+
+
+def scheduler_state(plan: Plan) -> SchedulerState:
+    """The scheduler's bookkeeping for ``plan`` (O(nodes + unit memberships); no Ray)."""
+    waiting = {nid: len(node.parents) for nid, node in plan.nodes.items()}
+    units_of: dict[NodeId, list[Unit]] = defaultdict(list)
+    for u in plan.units:
+        for nid in u.nodes:
+            units_of[nid].append(u)
+    return SchedulerState(waiting, {u.id: set(u.nodes) for u in plan.units}, units_of,
+                          [nid for nid, n in waiting.items() if n == 0])
+
+
 class _Scheduler:
     """The one scheduler: ready nodes (all parents ok) go to Ray with backpressure, cache hits are
     resolved without a task, a node whose parent failed or diverged is skipped, and a unit (scenario
@@ -277,13 +304,9 @@ class _Scheduler:
         self.study, self.plan, self.layout, self.options, self.summary = study, plan, layout, options, summary
         self.ctx = StageContext(layout.root)
         self.outcomes: dict[NodeId, StageOutcome] = {}
-        self.waiting = {nid: len(node.parents) for nid, node in plan.nodes.items()}
-        self.pending = {u.id: set(u.nodes) for u in plan.units}
-        self.units_of: dict[NodeId, list[Unit]] = defaultdict(list)
-        for u in plan.units:
-            for nid in u.nodes:
-                self.units_of[nid].append(u)
-        self.ready: list[NodeId] = [nid for nid, n in self.waiting.items() if n == 0]
+        state = scheduler_state(plan)
+        self.waiting, self.pending, self.units_of, self.ready = (state.waiting, state.pending, state.units_of,
+                                                                 state.ready)
         self.progress = StageProgress(Counter(stage for stage, _ in plan.nodes), enabled=options.progress)
         self.to_compute: list[NodeId] = []
         self.tables = layout.tables

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ptycho_dist.orchestration.driver import RunOptions, RunSummary, run_plan, terminate_on_sigterm
+from ptycho_dist.orchestration.driver import RunOptions, RunSummary, compact_run, run_plan, terminate_on_sigterm
 from ptycho_dist.storage.arrays import OutputCheck
 from ptycho_dist.storage.lock import RunLock
 from ptycho_dist.storage.run import RunLayout
@@ -95,7 +95,7 @@ def _expected_nodes(study: Study, layout: RunLayout) -> tuple[Plan, set[NodeId]]
 
 def _unreadable(tables: TableStore) -> set[str]:
     """Units whose ``scenarios`` part cannot be read (left out of the committed rows)."""
-    return {c.unit for c in tables.check(deep=False) if c.table == "scenarios" and c.state in DAMAGED}
+    return {u for c in tables.check(deep=False) if c.table == "scenarios" and c.state in DAMAGED for u in c.affected}
 
 
 def verify_run(run_dir: str | Path, *, deep: bool = True) -> VerifyReport:
@@ -158,19 +158,20 @@ def repair_run(run_dir: str | Path, options: RunOptions = RunOptions()) -> Repai
                 removed.append(f"arrays.zarr/{c.stage}/{c.key}")
         full, expected = _expected_nodes(study, layout)
         recompute = {(c.stage, c.key) for c in before.damaged_outputs} & expected
-        units = {c.unit for c in before.damaged_parts}
-        expectations = any(c.table in RUN_TABLES or c.unit == RUN_UNIT for c in before.damaged_parts)
+        units = {u for c in before.damaged_parts for u in c.affected}
+        expectations = any(c.table in RUN_TABLES or RUN_UNIT in c.affected for c in before.damaged_parts)
         if expectations:
             for table in RUN_TABLES:
                 layout.tables.remove_run_table(table)  # re-evaluated by `check` (the CLI does it)
         known = {u.id for u in full.units}
         for unit in sorted(units - known - {RUN_UNIT, "run"}):  # a unit of another study version
             layout.tables.remove_unit(unit)
-            removed.append(f"tables/*/{unit}.parquet")
+            removed.append(f"the rows of {unit}")
         plan = _restricted_plan(full, units & known, recompute)
         summary = RunSummary(layout.root)
         if plan.nodes:
             run_plan(study, plan, layout, options, summary)
+        compact_run(layout)
         after = verify_run(layout.root, deep=True)
         return RepairResult(removed, sum(summary.stages_run.values()), sorted(u.id for u in plan.units),
                             before, after, expectations)

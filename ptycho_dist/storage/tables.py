@@ -318,6 +318,10 @@ class TableStore:
     def _part(self, table: str, segment: str) -> Path:
         return self.path / table / f"{segment}.parquet"
 
+    @staticmethod
+    def _write(path: Path, table: pa.Table) -> None:
+        write_bytes_atomic(path, _encode(table))
+
     def write_schema_file(self) -> None:
         """Write ``tables/_schema.json``: every table's columns as (name, DuckDB type)."""
         cat = schema_catalog()

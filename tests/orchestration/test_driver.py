@@ -34,13 +34,12 @@ def _study(tmp_path: Path, name: str = "tiny", replicates: int = 1, extra: str =
 
 
 def _marker_times(run_dir: Path) -> dict[str, float]:
-    """When the completion marker of every complete stage output was written."""
-    out = {}
-    for meta in (run_dir / "arrays.zarr").glob("*/*/zarr.json"):
-        marker = json.loads(meta.read_text()).get("attributes", {}).get("ptycho_dist_complete")
-        if marker:
-            out[str(meta.parent.relative_to(run_dir))] = marker["written_at"]
-    return out
+    """When the completion marker of every complete stage output (loose or packed) was written."""
+    from ptycho_dist.storage.arrays import ArrayStore
+
+    store = ArrayStore(run_dir)
+    return {f"{stage}/{key}": store.written_at(stage, key) for stage, key in store.outputs()
+            if store.is_complete(stage, key)}
 
 
 def _zarr_mtimes(run_dir: Path) -> dict[str, float]:
@@ -109,13 +108,19 @@ def test_driver_killed_then_resumed(ray_session: object, tmp_path: Path) -> None
     cmd = [sys.executable, "-m", "ptycho_dist.cli", "run", str(spec), "--out", str(tmp_path / "runs"),
            "--no-progress", "--max-in-flight", "1"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tables = tmp_path / "runs" / "resume" / "tables" / "scenarios"
+    from ptycho_dist.storage.segments import SegmentIndex
+
+    run_dir = tmp_path / "runs" / "resume"
+
+    def committed() -> int:
+        return len(SegmentIndex.load(run_dir).units_of_kind("scenario"))
+
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (tables.exists() and len(list(tables.glob("*.parquet"))) >= 2):
+    while time.monotonic() < deadline and committed() < 2:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-    done_before = len(list(tables.glob("*.parquet")))
+    done_before = committed()
     assert 2 <= done_before < 12, "the driver should be killed mid-run"
     time.sleep(1)  # a task of the killed driver may still be placing its output
     finished = _marker_times(tmp_path / "runs" / "resume")

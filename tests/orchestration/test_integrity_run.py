@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,10 @@ from ptycho_dist.cli import main
 from ptycho_dist.orchestration.repair import verify_run
 from ptycho_dist.orchestration.watchdog import ray_descendants
 from ptycho_dist.results import open as open_run
-from ptycho_dist.storage.arrays import MARKER, ArrayStore
+from ptycho_dist.storage.arrays import ArrayStore
 from ptycho_dist.storage.lock import LOCK_NAME, RunLock, read_lock
 from ptycho_dist.storage.outputs import Reconstruction
+from ptycho_dist.storage.tables import TableStore
 from runner_specs import TINY
 
 ROWS = {"scenarios": "select * from scenarios order by scenario_id",
@@ -60,10 +62,39 @@ def finished_run(ray_session: object, tmp_path_factory: pytest.TempPathFactory) 
     return base / "runs" / "integ"
 
 
-def _copy(run: Path, tmp_path: Path) -> Path:
+def _copy(run: Path, tmp_path: Path, *, loose: bool = False) -> Path:
+    """A copy of ``run``; with ``loose``, its packed stage outputs unpacked into loose groups (the
+    layout of a run killed before it compacted)."""
     dst = tmp_path / "runs" / run.name
     shutil.copytree(run, dst)
+    if loose:
+        packs = dst / "arrays.zarr" / ".packs"
+        for pack in packs.glob("pack-*.zip"):
+            with zipfile.ZipFile(pack) as zf:
+                zf.extractall(dst / "arrays.zarr")
+        shutil.rmtree(packs)
     return dst
+
+
+def _packed_entry(run_dir: Path, stage: str, key: str, array: str) -> tuple[Path, int, int]:
+    """(pack, offset, size) of the first chunk of ``array`` of a packed output."""
+    pack = ArrayStore(run_dir).pack_of(stage, key)
+    assert pack is not None, f"{stage}/{key} is not packed"
+    with zipfile.ZipFile(pack) as zf:
+        info = sorted((i for i in zf.infolist() if i.filename.startswith(f"{stage}/{key}/{array}/c/")),
+                      key=lambda i: i.filename)[0]
+        with pack.open("rb") as fh:
+            fh.seek(info.header_offset)
+            head = fh.read(30)
+        name_len, extra_len = int.from_bytes(head[26:28], "little"), int.from_bytes(head[28:30], "little")
+        return pack, info.header_offset + 30 + name_len + extra_len, info.compress_size
+
+
+def _flip_packed(run_dir: Path, stage: str, key: str, array: str) -> None:
+    pack, offset, size = _packed_entry(run_dir, stage, key, array)
+    data = bytearray(pack.read_bytes())
+    data[offset + size // 2] ^= 0xFF
+    pack.write_bytes(bytes(data))
 
 
 def test_a_second_writer_exits_2_naming_the_holder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,7 +150,7 @@ def test_an_edited_study_is_refused_unless_a_new_version(finished_run: Path, tmp
     run = open_run(run_dir)
     rows = run.sql("select dose_nphotons as d, count(*) as n from scenarios group by 1").to_pylist()
     assert rows == [{"d": 1e7, "n": 4}]  # the folder holds 8 scenarios, the current version 4
-    assert len(list((run_dir / "tables" / "scenarios").glob("*.parquet"))) == 8
+    assert len(TableStore(run_dir).committed_ids()) == 8
     capsys.readouterr()
     assert main(["status", str(run_dir)]) == 0
     assert "4 scenarios, version 2" in capsys.readouterr().out
@@ -138,20 +169,19 @@ def _truncate(path: Path) -> None:
 @pytest.mark.ray
 def test_verify_finds_damage_and_repair_fixes_it(finished_run: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A finished run is compacted and packed: damage inside a pack and in the one metrics part."""
     run_dir = _copy(finished_run, tmp_path)
     before = _rows(run_dir)
     stitch_key = before["scenarios"][0]["key_stitch"]
     canvas = open_run(run_dir).output("stitch", stitch_key, Reconstruction).canvas
-    chunk = next(p for p in (run_dir / "arrays.zarr" / "stitch" / stitch_key / "canvas" / "c").rglob("*") if p.is_file())
-    _flip(chunk)
-    ids = [r["scenario_id"] for r in before["scenarios"]]
-    _truncate(run_dir / "tables" / "metrics" / f"{ids[1]}.parquet")
-    _truncate(run_dir / "tables" / "scenarios" / f"{ids[2]}.parquet")
+    _flip_packed(run_dir, "stitch", stitch_key, "canvas")
+    [metrics] = TableStore(run_dir).parts("metrics")
+    _truncate(metrics)
     capsys.readouterr()
     assert main(["verify", str(run_dir)]) == 1
     out = capsys.readouterr().out.replace("\n", " ")
-    assert "3 damaged" in out
-    for name in ("stitch", f"tables/metrics/{ids[1]}.parquet", f"tables/scenarios/{ids[2]}.parquet"):
+    assert "2 damaged" in out
+    for name in ("stitch", "tables/metrics/seg-"):  # (a long path wraps in the table)
         assert name in out
     for command in (["status", str(run_dir)], ["report", str(run_dir)],
                     ["query", str(run_dir), "select count(*) from metrics"]):
@@ -161,24 +191,52 @@ def test_verify_finds_damage_and_repair_fixes_it(finished_run: Path, tmp_path: P
     capsys.readouterr()
     assert main(["verify", str(run_dir), "--repair", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "recomputed 1 stage output" in out and "committed again 2 unit" in out and "no damage found" in out
+    # the one metrics part held the rows of all 4 scenarios: all are committed again
+    assert "recomputed 1 stage output" in out and "committed again 4 unit" in out and "no damage found" in out
     assert main(["verify", str(run_dir)]) == 0
     assert main(["status", str(run_dir)]) == 0
-    assert _rows(run_dir) == before  # the same rows, run fields included
+    after = _rows(run_dir)
+    assert after["metrics"] == before["metrics"] and after["bias"] == before["bias"]
+
+    def without_run_fields(row: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if not k.startswith(("cached_", "seconds_")) and k != "finished_at"}
+
+    for old, new in zip(before["scenarios"], after["scenarios"], strict=True):
+        if old["key_stitch"] == stitch_key:  # its stitch ran again in the repair, and its row says so
+            assert without_run_fields(new) == without_run_fields(old) and new["cached_stitch"] is False
+        else:  # committed again from cache hits only: the row it had, run fields included
+            assert new == old
     fixed = open_run(run_dir).output("stitch", stitch_key, Reconstruction).canvas
     np.testing.assert_array_equal(fixed, canvas)
+    assert TableStore(run_dir).files() <= 10  # compacted again by the repair
+
+
+@pytest.mark.ray
+def test_loose_outputs_and_per_scenario_damage_are_found_and_repaired(finished_run: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A run killed before it compacted: loose groups, one segment per commit batch."""
+    run_dir = _copy(finished_run, tmp_path, loose=True)
+    before = _rows(run_dir)
+    stitch_key = before["scenarios"][0]["key_stitch"]
+    chunk = next(p for p in (run_dir / "arrays.zarr" / "stitch" / stitch_key / "canvas" / "c").rglob("*") if p.is_file())
+    _flip(chunk)
+    assert main(["verify", str(run_dir)]) == 1
+    assert "stitch" in capsys.readouterr().out
+    assert main(["verify", str(run_dir), "--repair", "--no-progress"]) == 0
+    assert "recomputed 1 stage output" in capsys.readouterr().out
+    assert verify_run(run_dir).ok and _rows(run_dir) == before
 
 
 @pytest.mark.ray
 def test_a_complete_stage_whose_arrays_are_gone_is_redone(finished_run: Path, tmp_path: Path) -> None:
-    run_dir = _copy(finished_run, tmp_path)
+    run_dir = _copy(finished_run, tmp_path, loose=True)
     before = _rows(run_dir)
     row = before["scenarios"][0]
     sim = ArrayStore(run_dir).group_dir("simulate", row["key_simulate"])
     for chunk in (sim / "counts" / "c").rglob("*"):
         if chunk.is_file():
             chunk.unlink()  # zarr alone would read zeros: served silently
-    (run_dir / "tables" / "scenarios" / f"{row['scenario_id']}.parquet").unlink()  # so that the run redoes it
+    TableStore(run_dir).remove_unit(row["scenario_id"])  # so that the run redoes it
     spec = _spec(tmp_path)
     assert main(["run", str(spec), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     summary = json.loads((run_dir / "study.json").read_text())["summary"]
@@ -191,14 +249,14 @@ def test_a_complete_stage_whose_arrays_are_gone_is_redone(finished_run: Path, tm
 @pytest.mark.ray
 def test_a_damaged_input_fails_one_run_and_is_recomputed_by_the_next(finished_run: Path, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    run_dir = _copy(finished_run, tmp_path)
+    run_dir = _copy(finished_run, tmp_path, loose=True)
     row = _rows(run_dir)["scenarios"][0]
     store = ArrayStore(run_dir)
     chunk = next(p for p in (store.group_dir("simulate", row["key_simulate"]) / "positions" / "c").rglob("*")
                  if p.is_file())
     _flip(chunk)  # same size: the cache check cannot see it, the reader's checksum does
     store.remove("group", row["key_group"])  # so that a stage reads the damaged input
-    (run_dir / "tables" / "scenarios" / f"{row['scenario_id']}.parquet").unlink()
+    TableStore(run_dir).remove_unit(row["scenario_id"])
     args = ["run", str(_spec(tmp_path)), "--out", str(tmp_path / "runs"), "--no-progress"]
     capsys.readouterr()
     assert main(args) == 0
@@ -214,12 +272,10 @@ def test_a_damaged_input_fails_one_run_and_is_recomputed_by_the_next(finished_ru
 
 
 def _marker_times(run_dir: Path) -> dict[str, float]:
-    out = {}
-    for meta in (run_dir / "arrays.zarr").glob("*/*/zarr.json"):
-        marker = json.loads(meta.read_text()).get("attributes", {}).get(MARKER)
-        if marker:
-            out[str(meta.parent.relative_to(run_dir))] = marker["written_at"]
-    return out
+    """When the completion marker of every complete stage output (loose or packed) was written."""
+    store = ArrayStore(run_dir)
+    return {f"{stage}/{key}": store.written_at(stage, key) for stage, key in store.outputs()
+            if store.is_complete(stage, key)}
 
 
 def _wait(condition: Any, timeout: float, step: float = 0.05) -> bool:
@@ -310,7 +366,7 @@ def test_driver_sigkill_takes_its_local_ray_along_and_the_rerun_resumes(ray_sess
     assert time.monotonic() - t0 < 20
     time.sleep(1)
     done = _marker_times(run_dir)
-    committed = {p.stem for p in (run_dir / "tables" / "scenarios").glob("*.parquet")}
+    committed = TableStore(run_dir).committed_ids()
     assert read_lock(run_dir) is not None  # a SIGKILL leaves the lock: the rerun takes it over
     env = {**os.environ, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
     rerun = subprocess.run([sys.executable, "-m", "ptycho_dist.cli", "run", str(tmp_path / "killed.toml"),

@@ -154,34 +154,54 @@ def test_table_parts_against_their_commit_record(tmp_path: Path) -> None:
     assert rec is not None and set(rec["parts"]) == {"scenarios", "metrics"} and rec["parts"]["metrics"]["rows"] == 3
     assert store.committed_row("a")["finished_at"] == _row("a")["finished_at"]
     assert {(c.table, c.state) for c in store.check(deep=True)} == {("scenarios", "ok"), ("metrics", "ok")}
-    meta = pq.read_metadata(tmp_path / "tables" / "metrics" / "a.parquet")
-    assert meta.num_rows == 3
-    part = tmp_path / "tables" / "metrics" / "a.parquet"
+    [part] = store.parts("metrics")
+    rel = str(part.relative_to(tmp_path))
+    assert rel.startswith("tables/metrics/seg-") and pq.read_metadata(part).num_rows == 3
     data = bytearray(part.read_bytes())
     data[len(data) // 3] ^= 0xFF  # same size: only the SHA-256 finds it
     part.write_bytes(bytes(data))
     assert [c.state for c in store.check() if c.table == "metrics"] == ["ok"]
     deep = [c for c in store.check(deep=True) if c.table == "metrics"]
-    assert deep[0].state == "corrupt" and "SHA-256" in deep[0].problem
+    assert deep[0].state == "corrupt" and "SHA-256" in deep[0].problem and deep[0].affected == ("a",)
     part.write_bytes(bytes(data[: len(data) // 2]))
     quick = [c for c in store.check() if c.table == "metrics"][0]
-    assert quick.state == "corrupt" and quick.problem.startswith("tables/metrics/a.parquet: ")
-    with pytest.raises(CorruptDataError, match=r"tables/metrics/a.parquet: damaged table part.*verify RUN --repair"):
+    assert quick.state == "corrupt" and quick.problem.startswith(f"{rel}: ")
+    assert [c.problem for c in store.index.quick_check()] == [quick.problem]
+    with pytest.raises(CorruptDataError, match=rf"{rel}: damaged table part.*verify RUN --repair"):
         store.read("metrics")
     assert store.read("metrics", skip={"a"}).num_rows == 0
     part.unlink()
-    assert [(c.state, c.path) for c in store.check() if c.table == "metrics"] == [
-        ("missing", "tables/metrics/a.parquet")]
+    assert [(c.state, c.path) for c in store.check() if c.table == "metrics"] == [("missing", rel)]
 
 
-def test_a_lost_commit_part_is_missing_and_a_part_without_record_unverified(tmp_path: Path) -> None:
+def test_a_part_without_its_record_is_never_read(tmp_path: Path) -> None:
     store = TableStore(tmp_path)
     store.write_scenario("a", {"scenarios": [_row("a")]})
-    (tmp_path / "tables" / "scenarios" / "a.parquet").unlink()
-    assert [(c.table, c.state) for c in store.check()] == [("scenarios", "missing")]
-    store._write(tmp_path / "tables" / "scenarios" / "b.parquet",
-                 pa.Table.from_pylist([_row("b")], schema=table_schema("scenarios")))
-    assert ("scenarios", "b", "unverified") in {(c.table, c.unit, c.state) for c in store.check(deep=True)}
+    [record] = list((tmp_path / "commits").glob("seg-*.json"))
+    record.unlink()  # a driver killed between the parts and their record: nothing committed
+    assert store.reload().live == {} and store.read("scenarios").num_rows == 0 and store.check() == []
+    store.write_scenario("b", {"scenarios": [_row("b")]})
+    assert store.committed_ids() == {"b"}
+    assert store.compact() >= 1  # the orphan part is removed
+    assert len(list((tmp_path / "tables" / "scenarios").glob("*.parquet"))) == 1
+
+
+def test_a_run_written_before_segments_is_read_and_compacted(tmp_path: Path) -> None:
+    """Runs of the previous layout: one part per unit, committed by its scenarios part."""
+    store = TableStore(tmp_path)
+    schema = table_schema("scenarios")
+    for sid in ("a", "b"):
+        store._write(tmp_path / "tables" / "scenarios" / f"{sid}.parquet", pa.Table.from_pylist([_row(sid)], schema=schema))
+    store._write(tmp_path / "tables" / "metrics" / "c.parquet", pa.Table.from_pylist(
+        [{"scenario_id": "c", "target": "stitched", "channel": "phase"}], schema=table_schema("metrics")))
+    assert store.committed_ids() == {"a", "b"}  # c has no scenarios part: not committed
+    assert {(c.table, c.unit, c.state) for c in store.check(deep=True)} == {
+        ("scenarios", "a", "unverified"), ("scenarios", "b", "unverified")}
+    store.compact()
+    assert store.committed_ids() == {"a", "b"} and store.read("metrics").num_rows == 0
+    assert {c.state for c in store.check(deep=True)} == {"ok"}
+    assert sorted(p.name for p in (tmp_path / "tables").rglob("*.parquet"))[0].startswith("seg-")
+    assert len(list((tmp_path / "tables").rglob("*.parquet"))) == 1
 
 
 def test_files_follow_the_umask(tmp_path: Path) -> None:
