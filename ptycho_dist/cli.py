@@ -158,7 +158,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ptycho_dist.report.summary import render_status
+    from ptycho_dist.report.text import render_status
     from ptycho_dist.results import open as open_run
 
     run = _open(args.run_dir, open_run)
@@ -216,18 +216,18 @@ def _open(run_dir: str, opener: Callable[[str], Any]) -> Any:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from ptycho_dist.report.summary import format_table
+    from ptycho_dist.report.text import format_rows
     from ptycho_dist.results import open as open_run
 
     run = _open(args.run_dir, open_run)
     try:
-        table = run.sql(args.sql)  # a damaged part: CorruptDataError naming it (exit 1)
+        columns, rows = run.sql_rows(args.sql)  # a damaged part: CorruptDataError naming it (exit 1)
     except duckdb_error() as exc:
         first = str(exc).splitlines()[0]
         if "disabled by configuration" in first:  # the lock-down of results.lock_down
             first = f"refused: {first.split(' - ')[0].replace('Permission Error: ', '')}: queries read only the run's own files"
         raise SpecError(first) from None
-    sys.stdout.write(format_table(table, args.format))
+    sys.stdout.write(format_rows(columns, rows, args.format))
     return EXIT_OK
 
 

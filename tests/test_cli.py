@@ -134,3 +134,16 @@ def test_validate_names_the_axis_value_that_gave_a_bad_npz(tmp_path: Path, capsy
 @pytest.mark.parametrize("spec", sorted(str(p.relative_to(ROOT)) for p in (ROOT / "studies").rglob("*.toml")))
 def test_every_shipped_study_validates(spec: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(ROOT / spec)]) == 0, capsys.readouterr().err
+
+
+def test_query_output_without_arrow_matches_the_arrow_rendering() -> None:
+    import pyarrow as pa
+
+    from ptycho_dist.report.summary import format_table
+    from ptycho_dist.report.text import format_rows
+
+    table = pa.table({"gs": [1, 2], "ok": [True, None], "x": [0.25, 1e-7], "widths": [[0.5, 1.0], None],
+                      "name": ['a "q"', None]})
+    rows = [tuple(r.values()) for r in table.to_pylist()]
+    for fmt in ("csv", "json", "text"):
+        assert format_rows(table.column_names, rows, fmt) == format_table(table, fmt), fmt

@@ -191,43 +191,10 @@ def render_run_summary(summary: "RunSummary") -> Group:
 
 
 def render_status(run: Results) -> Group:
-    """Per-stage counts (computed / cache hits) and failures with their messages."""
-    info = run.study()
-    rows = run.table("scenarios").to_pylist()
-    n_total = len(run.scenario_ids)
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
-    done = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"
-    holder = read_lock(run.run_dir)
-    if holder is not None:
-        stale = holder.stale_reason()
-        finished = f"locked by {holder.describe()}" + (f", stale: {stale}" if stale else ", running")
-    else:
-        finished = "finished" if info.get("finished_at") else "interrupted"
-    version = f", version {info['version']}" if int(info.get("version", 1)) > 1 else ""
-    head = Text(f"{run.run_dir}: {n_total} scenarios{version}; recorded: {done}; pending: {n_total - len(rows)} "
-                f"({finished})")
-    stages = Table("stage", "scenarios using it", "computed in the run that recorded them", "cache hits", title="stages")
-    for stage in SCENARIO_STAGES:
-        used = [r for r in rows if r[f"key_{stage}"] is not None and r[f"cached_{stage}"] is not None]
-        if used:
-            hits = sum(1 for r in used if r[f"cached_{stage}"])
-            stages.add_row(stage, str(len(used)), str(len(used) - hits), str(hits))
-    parts: list[Any] = [head, stages]
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed:
-        table = Table("scenario", "status", "stage", "error", title="not ok")
-        for r in failed:
-            table.add_row(r["scenario_id"], r["status"], r["failed_stage"] or "", r["error"] or "")
-        parts.append(table)
-    flagged = [r for r in rows if r.get("flags")]
-    if flagged:
-        table = Table("scenario", "arm", "flags", title="ok but flagged (quality flags)")
-        for r in flagged:
-            table.add_row(r["scenario_id"], r["model_backend"], r["flags"])
-        parts.append(table)
-    return Group(*parts)
+    """Per-stage counts (computed / cache hits) and failures (:func:`ptycho_dist.report.text.render_status`)."""
+    from ptycho_dist.report.text import render_status as light
+
+    return light(run)
 
 
 def _flat_for_csv(table: pa.Table) -> pa.Table:

@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from ptycho_dist.errors import SpecError
 from ptycho_dist.study.expect import Expectation
@@ -293,11 +293,25 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<study>") -> Study
                  parsed.expect)
 
 
+def _interned(scenario: Scenario, shared: dict[str, Any]) -> Scenario:
+    """``scenario`` with each section (a frozen sub-model) replaced by an equal one seen before."""
+    update = {}
+    for name in type(scenario).model_fields:
+        section = getattr(scenario, name)
+        if isinstance(section, BaseModel):
+            key = f"{name}:{section.model_dump_json()}"
+            known = shared.setdefault(key, section)
+            if known is not section:
+                update[name] = known
+    return scenario.model_copy(update=update) if update else scenario
+
+
 def _expand(parsed: StudyFile, axes: Sequence[Axis], excludes: Sequence[Mapping[str, Any]], source: str) -> list[Scenario]:
     base = parsed.base.to_dict()
     out: list[Scenario] = []
     used = [False] * len(excludes)
     made: dict[str, str] = {}
+    shared: dict[str, Any] = {}
     for combo in itertools.product(*(range(len(a.values)) for a in axes)):
         data = copy.deepcopy(base)
         for axis, idx in zip(axes, combo):
@@ -313,12 +327,15 @@ def _expand(parsed: StudyFile, axes: Sequence[Axis], excludes: Sequence[Mapping[
             raise SpecError(f"{source}: axes: two combinations make the same scenario ({made[canonical]}) "
                             f"and ({where}): an axis value that equals the base or another axis's effect")
         made[canonical] = where
-        for rep in range(parsed.study.replicates):
-            data.update(seed=parsed.study.seed, replicate=rep)
-            try:
-                out.append(Scenario.from_dict(data))
-            except ValidationError as exc:
-                raise SpecError(f"{first_error_message(exc, source=source, root=Scenario)} (scenario {where})") from None
+        data.update(seed=parsed.study.seed, replicate=0)
+        try:
+            first = _interned(Scenario.from_dict(data), shared)
+        except ValidationError as exc:
+            raise SpecError(f"{first_error_message(exc, source=source, root=Scenario)} (scenario {where})") from None
+        # replicates differ in the replicate number only: they share every section (frozen models),
+        # so a study of 10^5 replicates holds one copy of each distinct section, not 10^5
+        out.extend(first if rep == 0 else first.model_copy(update={"replicate": rep})
+                   for rep in range(parsed.study.replicates))
     for i, u in enumerate(used):
         if not u:
             raise SpecError(f"{source}: axes.exclude[{i}]: matches no scenario: {dict(excludes[i])}")
