@@ -42,18 +42,11 @@ from ptycho_dist.evaluation import alignment, diagnostics
 from ptycho_dist.evaluation.bias import amplitude_bias, phase_offset
 from ptycho_dist.evaluation.metrics import channel_metrics
 from ptycho_dist.evaluation.region import bounding_box, select_region
+from ptycho_dist.evaluation.columns import BIAS_KEYS, METRIC_KEYS
 from ptycho_dist.stitching import StitchResult
 
 __all__ = ["EvaluationResult", "evaluate_reconstruction", "evaluate_patches", "METRIC_KEYS",
            "BIAS_KEYS"]
-
-METRIC_KEYS = ("target", "channel", "mae", "rmse", "max_error", "pearson_r", "psnr",
-               "psnr_data_range", "psnr_legacy_255", "ssim", "frc_05", "frc_halfbit",
-               "frc_undefined", "n_pixels")
-BIAS_KEYS = ("shift_x", "shift_y", "ls_scale", "ls_phase", "amp_ratio_mean", "amp_ratio_median",
-             "amp_ratio_p05", "amp_ratio_p95", "amp_mae_rescaled", "amp_rmse_rescaled",
-             "phase_offset_mean")
-
 
 @dataclass(frozen=True, eq=False)
 class EvaluationResult:

@@ -313,6 +313,8 @@ class _Scheduler:
         self.buffer: list[TableUnit] = []
         self.buffered_since = 0.0
         self.segments_written = 0
+        self.consumed: list[NodeId] = []
+        """resolved nodes whose children are all resolved (packed at the next compaction)"""
 
     def resolve_cached(self) -> bool:
         """Resolve every node reachable through cache hits (no Ray); True when nothing is left to
@@ -388,6 +390,9 @@ class _Scheduler:
             self.waiting[child] -= 1
             if self.waiting[child] == 0:
                 self.ready.append(child)
+        for done in (nid, *self.plan.nodes[nid].parents):
+            if done in self.outcomes and all(c in self.outcomes for c in self.plan.nodes[done].children):
+                self.consumed.append(done)
         for unit in self.units_of[nid]:
             self.pending[unit.id].discard(nid)
             if not self.pending[unit.id]:
@@ -406,6 +411,9 @@ class _Scheduler:
         self.segments_written += 1
         if self.segments_written % COMPACT_SEGMENTS == 0:
             self.tables.compact(skip=damaged_units(self.tables))
+            if self.consumed:  # outputs no task of this run reads any more: safe to move into a pack
+                self.layout.arrays.pack(self.consumed)
+                self.consumed = []
 
     def _buffer(self, unit: TableUnit) -> None:
         if not self.buffer:

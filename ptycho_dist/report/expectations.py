@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ptycho_dist.errors import SpecError
-from ptycho_dist.pipeline.rows import FLAG_MEANINGS, FLAG_RULES
+from ptycho_dist.study.flags import FLAG_MEANINGS, FLAG_RULES
 from ptycho_dist.results import Results
 from ptycho_dist.study import Expectation
 
@@ -149,7 +149,7 @@ def verdict(run: Results, report: CheckReport, *, fail_on_flags: bool = False) -
     accepted = set(run.study()["spec"]["study"].get("expected_status", ["ok"]))
     rows = run.sql("select status, count(*) as n from scenarios group by 1 order by 1").to_pylist()
     reasons = [f"{r['n']} scenario(s) {r['status']}" for r in rows if r["status"] not in accepted]
-    recorded = len(run.table("scenarios"))
+    recorded = int(run.sql_rows("select count(*) from scenarios")[1][0][0])
     if recorded < len(run.scenario_ids):
         reasons.append(f"{len(run.scenario_ids) - recorded} scenario(s) not recorded")
     if report.n_failed:

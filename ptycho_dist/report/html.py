@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
-from ptycho_dist.pipeline.rows import FLAG_RULES  # noqa: E402
+from ptycho_dist.study.flags import FLAG_RULES  # noqa: E402
 from ptycho_dist.report.summary import (  # noqa: E402
     arm_label_sql,
     parity_overview,

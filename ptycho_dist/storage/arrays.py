@@ -27,7 +27,7 @@ import shutil
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -510,8 +510,8 @@ class ArrayStore:
         """Number of files in the store (loose groups, packs and their index)."""
         return sum(len(names) for _d, _s, names in os.walk(self.path))
 
-    def pack(self) -> int:
-        """Move every complete loose group into a new pack (one zip file, entries stored, not
+    def pack(self, only: Iterable[tuple[str, str]] | None = None) -> int:
+        """Move every complete loose group (or those of ``only``) into a new pack (one zip file, entries stored, not
         compressed again: the chunks are compressed), then remove the loose groups; returns the
         number of groups packed. Call it holding the run lock.
 
@@ -520,14 +520,13 @@ class ArrayStore:
         loose, or else through the newest index, so it is never without one. Groups that are
         unfinished or damaged stay loose (the next run redoes them)."""
         folder = self.path / PACKS
-        chosen: list[tuple[str, str]] = []
-        for stage in STAGES:
-            sdir = self.path / stage
-            if not sdir.is_dir():
-                continue
-            for entry in sorted(sdir.iterdir()):
-                if entry.is_dir() and self.check(stage, entry.name).state in ("ok", "unverified"):
-                    chosen.append((stage, entry.name))
+        if only is None:
+            candidates = [(stage, e.name) for stage in STAGES if (self.path / stage).is_dir()
+                          for e in sorted((self.path / stage).iterdir()) if e.is_dir()]
+        else:
+            candidates = [(stage, key) for stage, key in only if self.group_dir(stage, key).is_dir()]
+        chosen = [(stage, key) for stage, key in candidates
+                  if self.check(stage, key).state in ("ok", "unverified")]
         if not chosen:
             return 0
         folder.mkdir(parents=True, exist_ok=True)

@@ -206,7 +206,7 @@ class SegmentIndex:
             out.append(Segment(unit, {unit: kind}, rec.get("parts", {}), legacy=True,
                                record_path=f"{COMMITS}/{unit}.json"))
         for unit in sorted(committed.keys() - records.keys()):  # parts without record: unverified
-            parts = {t: {} for t in loose.get(unit, {})}
+            parts: dict[str, dict[str, Any]] = {t: {} for t in loose.get(unit, {})}
             out.append(Segment(unit, {unit: "scenario"}, parts, legacy=True))
         return out
 

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 
 from ptycho_dist.errors import CorruptDataError, StorageError
-from ptycho_dist.evaluation import BIAS_KEYS, METRIC_KEYS
+from ptycho_dist.evaluation.columns import BIAS_KEYS, METRIC_KEYS
 from ptycho_dist.storage import segments as _seg
 from ptycho_dist.storage.files import TEMP_SUFFIX, sha256_bytes, sha256_file, write_bytes_atomic, write_text_atomic
 from ptycho_dist.storage.segments import UNIT_COLUMN, PartCheck, SegmentIndex, Source, new_segment_name
