@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", help="study file (TOML)")
     p.add_argument("--out", default="runs", help="output folder; the run goes to OUT/<study name>/ (default: runs)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--max-in-flight", type=int, default=None, help="most stage tasks running at once (default: 2 x CPUs)")
+    p.add_argument("--max-in-flight", type=int, default=None, help="most stage tasks submitted at once (default: 8 x CPUs)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT_S, metavar="S",
                    help=f"seconds to wait for the Ray head of --address (default: {CONNECT_TIMEOUT_S:g})")

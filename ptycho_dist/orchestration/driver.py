@@ -42,8 +42,8 @@ from ptycho_dist.pipeline.rows import scenario_rows
 from ptycho_dist.storage.lock import RunLock
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, RUN_UNIT, TableStore, json_row
-from ptycho_dist.storage.tables import Unit as TableUnit
 from ptycho_dist.storage.tables import STAGES as _TABLE_STAGES
+from ptycho_dist.storage.tables import Unit as TableUnit
 from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_id
 from ptycho_dist.study.plan import NodeId, Plan, Planner, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
@@ -53,6 +53,8 @@ COMMIT_UNITS = 512
 #: ... or when the oldest has waited this long (seconds); a killed driver loses at most these
 #: commits, which the next run makes again from the stored stage outputs (cache hits)
 COMMIT_SECONDS = 2.0
+#: tasks in flight per CPU of the cluster (``--max-in-flight`` overrides it)
+IN_FLIGHT_PER_CPU = 8
 #: the tables are compacted every this many segments during a run, and when it ends
 COMPACT_SEGMENTS = 64
 
@@ -314,15 +316,17 @@ class _Scheduler:
         self.buffered_since = 0.0
         self.segments_written = 0
         self.consumed: list[NodeId] = []
+        self.remotes: dict[tuple[int, str], Any] = {}
         """resolved nodes whose children are all resolved (packed at the next compaction)"""
 
     def resolve_cached(self) -> bool:
         """Resolve every node reachable through cache hits (no Ray); True when nothing is left to
         compute. Nodes that must be computed wait in :attr:`to_compute` for :meth:`run`."""
+        present = self.layout.arrays.present()  # one listing, not one lookup per node
         try:
             while self.ready:
                 nid = self.ready.pop()
-                hit = cached_outcome(self.ctx, *nid)
+                hit = cached_outcome(self.ctx, *nid) if nid in present else None
                 if hit is None:
                     self.to_compute.append(nid)
                 else:
@@ -333,22 +337,25 @@ class _Scheduler:
         return not self.to_compute
 
     def run(self) -> None:
-        limit = self.options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+        # a queue a few tasks deep per CPU keeps the workers busy while the driver commits
+        limit = self.options.max_in_flight or max(2, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
         has_gpu = gpus_available()
         in_flight: dict[Any, NodeId] = {}
+        present = self.layout.arrays.present()
         self.ready.extend(reversed(self.to_compute))
         self.to_compute = []
         with self.progress, self._flushing():
             while self.ready or in_flight:
                 while self.ready and len(in_flight) < limit:
                     nid = self.ready.pop()
-                    hit = cached_outcome(self.ctx, *nid)
+                    # absent when the run started: computed (the task checks its cache again itself)
+                    hit = cached_outcome(self.ctx, *nid) if nid in present else None
                     if hit is not None:
                         self.resolve(nid, hit)
                         continue
                     task = self.plan.nodes[nid].task
-                    ref = remote_for(task).options(**task_options(task, has_gpu=has_gpu)).remote(
-                        str(self.layout.root), task.to_dict(), self.options.fault_injection)
+                    ref = self._remote(task, has_gpu).remote(str(self.layout.root), task.to_dict(),
+                                                             self.options.fault_injection)
                     in_flight[ref] = nid
                 if in_flight:
                     # a bounded wait: signals (SIGTERM) are handled between two waits
@@ -360,6 +367,17 @@ class _Scheduler:
                         nid = in_flight.pop(ref)
                         self.resolve(nid, _get_outcome(ref, nid))
                 self.flush()
+
+    def _remote(self, task: StageTask, has_gpu: bool) -> Any:
+        """The remote function of ``task`` with its options (one wrapper per distinct set of options:
+        ``.options()`` costs about a millisecond)."""
+        fn = remote_for(task)
+        opts = task_options(task, has_gpu=has_gpu)
+        key = (id(fn), json.dumps(opts, sort_keys=True, default=str))
+        wrapper = self.remotes.get(key)
+        if wrapper is None:
+            wrapper = self.remotes[key] = fn.options(**opts)
+        return wrapper
 
     @contextlib.contextmanager
     def _flushing(self) -> Iterator[None]:

@@ -27,6 +27,7 @@ import shutil
 import time
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -506,6 +507,11 @@ class ArrayStore:
             if (stage, key) not in seen:
                 yield stage, key
 
+    def present(self) -> set[tuple[str, str]]:
+        """Every ``(stage, key)`` stored loose or packed, complete or not (one listing per stage and
+        the pack index: the scheduler's bulk cache check; only those present are opened)."""
+        return set(self.outputs())
+
     def files(self) -> int:
         """Number of files in the store (loose groups, packs and their index)."""
         return sum(len(names) for _d, _s, names in os.walk(self.path))
@@ -525,8 +531,7 @@ class ArrayStore:
                           for e in sorted((self.path / stage).iterdir()) if e.is_dir()]
         else:
             candidates = [(stage, key) for stage, key in only if self.group_dir(stage, key).is_dir()]
-        chosen = [(stage, key) for stage, key in candidates
-                  if self.check(stage, key).state in ("ok", "unverified")]
+        chosen = [(stage, key) for stage, key in candidates if self._loose_intact(stage, key)]
         if not chosen:
             return 0
         folder.mkdir(parents=True, exist_ok=True)
@@ -556,11 +561,27 @@ class ArrayStore:
         write_bytes_atomic(folder / f"index-{seq:06d}.json",
                            json.dumps({"packs": packs, "outputs": outputs}, separators=(",", ":")).encode(),
                            sync_dir=True)
-        for stage, key in chosen:
-            self._remove_loose(stage, key)
+        with ThreadPoolExecutor(max_workers=8) as pool:  # file system calls release the GIL
+            list(pool.map(lambda sk: self._remove_loose(*sk), chosen))
         if index_path is not None:
             index_path.unlink(missing_ok=True)
         return len(chosen)
+
+    def _loose_intact(self, stage: str, key: str) -> bool:
+        """The quick check of a loose group without zarr: its marker, and its arrays' files against
+        the manifest (what :meth:`check` does without ``deep``, at a fraction of the cost)."""
+        folder = self.group_dir(stage, key)
+        try:
+            attrs = json.loads((folder / "zarr.json").read_bytes()).get("attributes", {})
+        except (OSError, ValueError):
+            return False
+        marker = attrs.get(MARKER)
+        if not isinstance(marker, dict) or not marker.get("complete") or marker.get("manifest") is None:
+            return False
+        if marker.get("attrs_sha256") not in (None, _attrs_digest(attrs)):
+            return False
+        return all(not self._check_array(folder / name, want) for name, want in marker["manifest"].items()) and \
+            all(not self._check_file(FileDigest(**rec), deep=False) for rec in marker.get("files", []))
 
     def _remove_loose(self, stage: str, key: str) -> bool:
         folder = self.group_dir(stage, key)
