@@ -72,6 +72,39 @@ def test_run_then_rerun_recomputes_nothing(ray_session: object, tmp_path: Path) 
     assert n == (8,)
 
 
+def test_periodic_compaction_and_packing_during_a_run(ray_session: object, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commit every unit alone and compact every second segment: the tables are compacted and the
+    consumed outputs packed while tasks still run, and the results are those of a plain run."""
+    from ptycho_dist.orchestration import driver
+    from ptycho_dist.storage.arrays import ArrayStore
+    from ptycho_dist.storage.tables import TableStore
+
+    study = load_study(_study(tmp_path, replicates=2))
+    plain = run_study(study, RunOptions(out=tmp_path / "plain", progress=False))
+    packs: list[int] = []
+    real_pack = ArrayStore.pack
+
+    def counting_pack(self: ArrayStore, only: object = None) -> int:
+        n = real_pack(self, only)  # type: ignore[arg-type]
+        packs.append(n if only is not None else -n)
+        return n
+
+    monkeypatch.setattr(driver, "COMMIT_UNITS", 1)
+    monkeypatch.setattr(driver, "COMPACT_SEGMENTS", 2)
+    monkeypatch.setattr(ArrayStore, "pack", counting_pack)
+    busy = run_study(study, RunOptions(out=tmp_path / "busy", progress=False, max_in_flight=2))
+    assert busy.status["ok"] == 8
+    assert any(n > 0 for n in packs), packs  # packed during the run, not only at its end
+    q = "select * exclude (finished_at) from metrics join scenarios using (scenario_id) order by all"
+    cols = [c for c in open_run(plain.run_dir).sql(q).column_names if not c.startswith(("seconds_", "cached_"))]
+    rows = [open_run(r.run_dir).sql(q).select(cols).to_pylist() for r in (plain, busy)]
+    assert rows[0] == rows[1]
+    assert TableStore(busy.run_dir).files() <= 8 and len(list((busy.run_dir / "arrays.zarr").glob("*/*/zarr.json"))) == 0
+    again = run_study(study, RunOptions(out=tmp_path / "busy", progress=False))
+    assert sum(again.stages_run.values()) == 0
+
+
 def test_infeasible_scenario_is_a_failed_row(ray_session: object, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "bad.toml"
