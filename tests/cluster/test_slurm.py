@@ -109,7 +109,7 @@ def slurm(tmp_path: Path) -> Iterator[dict[str, str]]:
         deadline = time.monotonic() + 90
         while True:
             info = subprocess.run(["sinfo", "-h", "-o", "%T"], env=env, capture_output=True, text=True, check=False)
-            if info.returncode == 0 and info.stdout.strip() in ("idle", "idle*"[:-1]):
+            if info.returncode == 0 and info.stdout.strip() == "idle":
                 break
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 logs = "".join(f.read_text()[-1500:] for f in (base / "log").glob("*.log"))
