@@ -43,7 +43,7 @@ from ptycho_dist.storage.lock import RunLock
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, TableStore, json_row
 from ptycho_dist.storage.tables import STAGES as _TABLE_STAGES
-from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_id
+from ptycho_dist.study import RuntimeEnvSpec, Scenario, StageTask, Study, build_plan, scenario_id
 from ptycho_dist.study.plan import NodeId, Plan, Planner, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
 
@@ -73,6 +73,9 @@ class RunOptions:
     """Accept a spec that differs from the one recorded in the folder as its next version."""
     notify: Callable[[str], None] = stderr_line
     """Where one-line notices go (a stale lock taken over, damaged parts committed again)."""
+    runtime_env: RuntimeEnvSpec | None = None
+    """Ray runtime environments per backend that replace the study's ``[runtime_env]`` entries for
+    the backends they set (``run --runtime-env BACKEND=FILE.json``)."""
 
 
 @dataclass
@@ -282,6 +285,9 @@ class _Scheduler:
     def run(self) -> None:
         limit = self.options.max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
         has_gpu = gpus_available()
+        runtime_env = self.study.runtime_env
+        if self.options.runtime_env is not None:
+            runtime_env = runtime_env.merged(self.options.runtime_env)
         in_flight: dict[Any, NodeId] = {}
         self.ready.extend(reversed(self.to_compute))
         self.to_compute = []
@@ -294,7 +300,7 @@ class _Scheduler:
                         self.resolve(nid, hit)
                         continue
                     task = self.plan.nodes[nid].task
-                    ref = remote_for(task).options(**task_options(task, has_gpu=has_gpu)).remote(
+                    ref = remote_for(task).options(**task_options(task, has_gpu=has_gpu, runtime_env=runtime_env)).remote(
                         str(self.layout.root), task.to_dict(), self.options.fault_injection)
                     in_flight[ref] = nid
                 if in_flight:
