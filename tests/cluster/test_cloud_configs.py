@@ -45,6 +45,9 @@ def test_config_passes_rays_validation(name: str) -> None:
     docker = prepared["docker"]
     assert docker["image"].endswith("ptycho-dist:cuda") and docker["head_image"].endswith("ptycho-dist:cpu")
     assert "--gpus all" in docker["worker_run_options"]
+    assert "~/.ray/auth_token" in prepared["file_mounts"]
+    for cmd in ("head_start_ray_commands", "worker_start_ray_commands"):
+        assert any("RAY_AUTH_MODE=token" in c and "ray start" in c for c in prepared[cmd])
     text = CONFIGS[name].read_text()
     assert 'see README "Object storage"' in text
 

@@ -56,6 +56,7 @@ def test_manifest_uses_the_image_a_volume_and_gpu_workers() -> None:
         assert mounts["runs"] == "/data"
         assert {v["name"] for v in pod["volumes"]} >= {"runs"}
     assert spec["rayVersion"] == __import__("ray").__version__
+    assert spec["authOptions"] == {"mode": "token"}
 
 
 @pytest.mark.parametrize("breakage", ["typo", "entrypoint", "replicas", "quantity", "container_name", "api"])
