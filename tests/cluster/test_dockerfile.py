@@ -88,3 +88,9 @@ def test_image_has_a_non_root_user_and_the_command_on_path() -> None:
     assert "ptycho-dist --help" in final
     assert re.search(r"^ARG VARIANT=cpu$", text, re.MULTILINE)
     assert re.search(r"^FROM \$\{VARIANT\} AS final$", text, re.MULTILINE)
+
+
+def test_readme_gpu_install_equals_cluster_readme() -> None:
+    readme = (ROOT / "README.md").read_text()
+    main = pip_installs(markdown_block(readme, "### A workstation with GPUs"))
+    assert main.key() == gpu_install().key()
