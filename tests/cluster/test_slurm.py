@@ -178,3 +178,18 @@ def test_sbatch_runs_a_study_and_stops_its_ray(slurm: dict[str, str], tmp_path: 
     assert not _listening(gcs)
     assert not (work / "job" / "auth_token").exists()
     assert (work / "job").stat().st_mode & 0o077 == 0
+
+
+def test_script_waits_authenticates_and_stops_by_pid_without_slurm() -> None:
+    """Fast checks of the script itself (no SLURM needed): valid bash, no fixed sleeps before the
+    driver, no `ray stop`, a per-job token file read through RAY_AUTH_TOKEN_PATH, the PIDs it keeps."""
+    text = SCRIPT.read_text()
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+    code = [line.split("#", 1)[0] for line in text.splitlines() if not line.lstrip().startswith("#")]
+    body = "\n".join(code)
+    assert "ray stop" not in body
+    assert not re.search(r"\bsleep\s+[1-9][0-9]", body)
+    assert "ray start --head --block" in body and body.count("pids+=($!)") == 2
+    assert 'kill -TERM "$pid"' in body and "trap stop_ray EXIT" in body
+    assert "RAY_AUTH_TOKEN_PATH=" in body and "chmod 600" in body and "umask 077" in body
+    assert "wait_for_nodes" in body and "ready_s" in body
