@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from runner_specs import TINY
+from runner_specs import SMALL_BASE, TINY
 from ptycho_dist.errors import SpecError
 from ptycho_dist.orchestration import driver as driver_mod
 from ptycho_dist.orchestration.driver import RunOptions, run_study
@@ -157,3 +157,51 @@ def test_driver_applies_the_spec_and_the_flag(ray_session: Any, tmp_path: Path, 
     assert dict(summary.status) == {"ok": 4}
     assert captured and all(t == "base" for t, _ in captured)
     assert all(o["runtime_env"] == {"env_vars": {"FROM": "flag"}} for _, o in captured)
+
+
+TORCH_AND_ORACLE = '[study]\nname = "renv_torch"\nseed = 2\n' + SMALL_BASE + """
+[base.model]
+filters = [8, 16]
+[base.training]
+epochs = 1
+batch_size = 8
+[runtime_env.torch]
+env_vars = { PTYCHO_DIST_TEST_RENV = "torch-env" }
+[axes]
+"model.backend" = ["oracle", "torch"]
+"""
+
+
+@pytest.mark.ray
+def test_env_var_is_set_inside_the_real_stage_tasks_of_its_backend(
+        ray_session: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run of an oracle and a torch arm with ``[runtime_env.torch]``: every stage task the driver
+    submits runs the real stage function and records, from inside its worker, the variable: set in
+    the torch model stages (train, infer), unset in every other stage."""
+    ray = ray_session
+    seen_dir = tmp_path / "seen"
+    seen_dir.mkdir()
+
+    def probed(run_dir: str, task: dict[str, Any], fault: Any = None) -> dict[str, Any]:
+        import json as _json
+        import os as _os
+        import uuid
+
+        from ptycho_dist.orchestration.tasks import _run_stage
+
+        outcome = _run_stage(run_dir, task, fault)
+        record = {"stage": task["stage"], "backend": _os.environ.get("PTYCHO_DIST_BACKEND"),
+                  "mark": _os.environ.get("PTYCHO_DIST_TEST_RENV")}
+        (seen_dir / f"{uuid.uuid4().hex}.json").write_text(_json.dumps(record))
+        return outcome
+
+    remote = ray.remote(max_retries=3, retry_exceptions=False)(probed)
+    monkeypatch.setattr(driver_mod, "remote_for", lambda task: remote)
+    summary = run_study(parse_study(TORCH_AND_ORACLE), RunOptions(out=tmp_path / "runs", progress=False))
+    assert dict(summary.status) == {"ok": 2}, summary.failures
+    records = [json.loads(p.read_text()) for p in seen_dir.iterdir()]
+    torch_stages = {r["stage"] for r in records if r["backend"] == "torch"}
+    assert {"train", "infer"} <= torch_stages
+    assert {r["stage"] for r in records} >= {"simulate", "group", "train", "infer", "stitch", "evaluate"}
+    for r in records:
+        assert r["mark"] == ("torch-env" if r["backend"] == "torch" else None), r
