@@ -205,3 +205,16 @@ def test_env_var_is_set_inside_the_real_stage_tasks_of_its_backend(
     assert {r["stage"] for r in records} >= {"simulate", "group", "train", "infer", "stitch", "evaluate"}
     for r in records:
         assert r["mark"] == ("torch-env" if r["backend"] == "torch" else None), r
+
+
+def test_cli_flag_errors_exit_2_before_ray_starts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ptycho_dist.cli import build_parser, main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(TINY.format(name="cli_renv", replicates=1))
+    args = build_parser().parse_args(["run", str(spec), "--runtime-env", "tf=a.json", "--runtime-env", "base=b.json"])
+    assert args.runtime_env == ["tf=a.json", "base=b.json"]
+    assert main(["run", str(spec), "--runtime-env", f"tf={tmp_path / 'missing.json'}"]) == 2
+    assert "missing.json: no such runtime environment file" in capsys.readouterr().err
+    assert main(["run", str(spec), "--runtime-env", "jax=x.json"]) == 2
+    assert not (tmp_path / "runs").exists()
