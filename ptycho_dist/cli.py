@@ -101,10 +101,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ptycho_dist.orchestration.driver import RunOptions, run_study
     from ptycho_dist.orchestration.tasks import FaultInjection
     from ptycho_dist.report.summary import render_run_summary
-    from ptycho_dist.storage.specs import load_study
+    from ptycho_dist.storage.specs import load_runtime_env, load_study
 
     study = load_study(args.spec)
-    options = RunOptions(out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
+    runtime_env = None
+    for arg in args.runtime_env or ():
+        one = load_runtime_env(arg)
+        runtime_env = one if runtime_env is None else runtime_env.merged(one)
+    options = RunOptions(runtime_env=runtime_env, out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
                          num_cpus=args.num_cpus, progress=not args.no_progress,
                          fault_injection=FaultInjection.from_env(), break_lock=args.break_lock,
                          new_version=args.new_version, connect_timeout=args.connect_timeout)
@@ -264,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds to wait for the Ray head of --address (default: {CONNECT_TIMEOUT_S:g})")
     _strict_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no live progress bars")
+    p.add_argument("--runtime-env", action="append", metavar="BACKEND=FILE.json",
+                   help="a Ray runtime_env (JSON) for the tasks of BACKEND (base, torch, tf, ptychi); replaces "
+                        "the study's [runtime_env.BACKEND]; repeatable")
     p.add_argument("--break-lock", action="store_true",
                    help="take over the run folder's lock when it looks stale by its heartbeat (a run on another "
                         "host that stopped); a dead run on this host is taken over without it, a live one never")

@@ -44,7 +44,7 @@ from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, RUN_UNIT, TableStore, json_row
 from ptycho_dist.storage.tables import STAGES as _TABLE_STAGES
 from ptycho_dist.storage.tables import Unit as TableUnit
-from ptycho_dist.study import Scenario, StageTask, Study, build_plan, scenario_id
+from ptycho_dist.study import RuntimeEnvSpec, Scenario, StageTask, Study, build_plan, scenario_id
 from ptycho_dist.study.plan import NodeId, Plan, Planner, Unit
 from ptycho_dist.study.plan import find_pairs as plan_pairs
 
@@ -87,6 +87,9 @@ class RunOptions:
     compact: bool = True
     """Compact the tables and pack the stage outputs when the run ends (off: ``bench runner``
     counts the files before compaction)."""
+    runtime_env: RuntimeEnvSpec | None = None
+    """Ray runtime environments per backend that replace the study's ``[runtime_env]`` entries for
+    the backends they set (``run --runtime-env BACKEND=FILE.json``)."""
 
 
 @dataclass
@@ -340,6 +343,9 @@ class _Scheduler:
         # a queue a few tasks deep per CPU keeps the workers busy while the driver commits
         limit = self.options.max_in_flight or max(2, IN_FLIGHT_PER_CPU * int(ray.cluster_resources().get("CPU", 1)))
         has_gpu = gpus_available()
+        runtime_env = self.study.runtime_env
+        if self.options.runtime_env is not None:
+            runtime_env = runtime_env.merged(self.options.runtime_env)
         in_flight: dict[Any, NodeId] = {}
         present = self.layout.arrays.present()
         self.ready.extend(reversed(self.to_compute))
@@ -354,8 +360,8 @@ class _Scheduler:
                         self.resolve(nid, hit)
                         continue
                     task = self.plan.nodes[nid].task
-                    ref = self._remote(task, has_gpu).remote(str(self.layout.root), task.to_dict(),
-                                                             self.options.fault_injection)
+                    ref = self._remote(task, has_gpu, runtime_env).remote(str(self.layout.root), task.to_dict(),
+                                                                          self.options.fault_injection)
                     in_flight[ref] = nid
                 if in_flight:
                     # a bounded wait: signals (SIGTERM) are handled between two waits
@@ -368,11 +374,11 @@ class _Scheduler:
                         self.resolve(nid, _get_outcome(ref, nid))
                 self.flush()
 
-    def _remote(self, task: StageTask, has_gpu: bool) -> Any:
+    def _remote(self, task: StageTask, has_gpu: bool, runtime_env: RuntimeEnvSpec | None) -> Any:
         """The remote function of ``task`` with its options (one wrapper per distinct set of options:
         ``.options()`` costs about a millisecond)."""
         fn = remote_for(task)
-        opts = task_options(task, has_gpu=has_gpu)
+        opts = task_options(task, has_gpu=has_gpu, runtime_env=runtime_env)
         key = (id(fn), json.dumps(opts, sort_keys=True, default=str))
         wrapper = self.remotes.get(key)
         if wrapper is None:

@@ -12,10 +12,10 @@ import ray
 
 from ptycho_dist.errors import ModelError
 from ptycho_dist.pipeline.base import StageContext, execute_stage
-from ptycho_dist.study import Scenario, StageTask, stage_def
+from ptycho_dist.study import RuntimeEnvSpec, Scenario, StageTask, stage_def
 
 __all__ = ["FaultInjection", "run_stage_task", "run_stage_task_recycled", "remote_for", "task_options",
-           "task_arm", "RECYCLED_BACKENDS"]
+           "task_arm", "RECYCLED_BACKENDS", "runtime_env_target"]
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,22 @@ def _distributed_train(data: Any, config: Any, *, seed: int, num_workers: int, b
     return train_pinn_distributed(data, config, seed=seed, num_workers=num_workers, use_gpu=gpus_available())
 
 
-def task_options(task: StageTask, *, has_gpu: bool) -> dict[str, Any]:
+def runtime_env_target(task: StageTask) -> str:
+    """Which ``[runtime_env]`` entry applies to ``task``: its arm's backend for a model stage of the
+    torch, tf or ptychi arm, else ``base`` (CPU stages, the oracle arm)."""
+    if stage_def(task.stage).resources == "model":
+        backend = task_arm(task).model.backend
+        if backend in ("torch", "tf", "ptychi"):
+            return backend
+    return "base"
+
+
+def task_options(task: StageTask, *, has_gpu: bool, runtime_env: RuntimeEnvSpec | None = None) -> dict[str, Any]:
     """Ray options of a stage task: CPUs, GPUs for model stages, retries, a per-backend worker pool.
+
+    ``runtime_env`` (the study's ``[runtime_env]``, or the CLI's ``--runtime-env``) adds the
+    environment of the task's target (:func:`runtime_env_target`); the variables ptycho-dist sets on
+    model-stage workers are merged into its ``env_vars``.
 
     Model stages of different backends get different ``runtime_env``s, so Ray keeps separate worker
     processes for them: TensorFlow and PyTorch never share a worker, nor the PINN and pty-chi. TF
@@ -102,6 +116,10 @@ def task_options(task: StageTask, *, has_gpu: bool) -> dict[str, Any]:
     scenario = task_arm(task)
     res = scenario.resources
     opts: dict[str, Any] = {"num_cpus": res.num_cpus, "max_retries": res.max_retries}
+    user = runtime_env.for_target(runtime_env_target(task)) if runtime_env is not None else None
+    user_env = user.to_ray() if user is not None else {}
+    if user_env:
+        opts["runtime_env"] = user_env
     if stage_def(task.stage).resources == "model":
         gpus = res.num_gpus if res.num_gpus is not None else (1.0 if has_gpu else 0.0)
         opts["num_gpus"] = gpus
@@ -109,7 +127,7 @@ def task_options(task: StageTask, *, has_gpu: bool) -> dict[str, Any]:
         env = {"PTYCHO_DIST_BACKEND": backend, "PYTHONNOUSERSITE": "1"}
         if backend == "tf":
             env["TF_CPP_MIN_LOG_LEVEL"] = "2"  # TF's start-up banners, not warnings of ours
-        opts["runtime_env"] = {"env_vars": env}
+        opts["runtime_env"] = {**user_env, "env_vars": {**user_env.get("env_vars", {}), **env}}
         if task.stage == "train" and res.train_workers > 1:
             # the task only coordinates the Ray Train workers, which hold the CPUs/GPUs themselves
             opts.update(num_cpus=0, num_gpus=0)

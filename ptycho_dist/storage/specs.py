@@ -6,12 +6,16 @@ import json
 import stat
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ptycho_dist.errors import SpecError
 from ptycho_dist.storage.datasets import inspect_npz_dataset
 from ptycho_dist.storage.inputs import check_npz_probe
-from ptycho_dist.study import Study, parse_study
+from ptycho_dist.study import RuntimeEnvSpec, Study, parse_study
+from ptycho_dist.study.messages import first_error_message
+from ptycho_dist.study.spec import RUNTIME_ENV_TARGETS
 
-__all__ = ["load_study", "check_input_files", "MAX_SPEC_BYTES"]
+__all__ = ["load_study", "check_input_files", "MAX_SPEC_BYTES", "load_runtime_env"]
 
 #: largest study file read (the largest real one is a few KiB)
 MAX_SPEC_BYTES = 1024 * 1024
@@ -97,3 +101,35 @@ def check_input_files(study: Study) -> None:
         if Path(data.path).exists():
             inspect_npz_dataset(data.path, probe_n=s.probe.n,
                                 field=f"{study.source}: {_where(study, 'data.path', data.path)}")
+
+
+def load_runtime_env(arg: str) -> RuntimeEnvSpec:
+    """``BACKEND=FILE.json`` (``run --runtime-env``): the Ray runtime environment in FILE (a JSON
+    object with the fields of ``[runtime_env.<backend>]``) for BACKEND (base, torch, tf, ptychi).
+
+    Raises
+    ------
+    SpecError
+        A malformed argument, an unknown backend, a missing or unreadable file, or a field that does
+        not validate (one line naming the file and the field path).
+    """
+    target, sep, path = arg.partition("=")
+    if not sep or not path:
+        raise SpecError(f"--runtime-env: expected BACKEND=FILE.json, got {arg!r}")
+    if target not in RUNTIME_ENV_TARGETS:
+        raise SpecError(f"--runtime-env: backend must be one of {', '.join(RUNTIME_ENV_TARGETS)}, got {target!r}")
+    p = Path(path)
+    try:
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes: not a runtime environment")
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such runtime environment file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SpecError(f"{path}: cannot read a JSON runtime environment: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a runtime environment is a JSON object, got {type(data).__name__}")
+    try:
+        return RuntimeEnvSpec.from_dict({target: data})
+    except ValidationError as exc:
+        raise SpecError(first_error_message(exc, source=path, root=RuntimeEnvSpec, prefix=("runtime_env",))) from None

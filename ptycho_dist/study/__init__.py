@@ -36,6 +36,7 @@ from ptycho_dist.study.spec import (
     ObjectSpec,
     ProbeSpec,
     ResourcesSpec,
+    RuntimeEnvSpec,
     Scenario,
     ScanSpec,
     StitchSpec,
@@ -51,5 +52,5 @@ __all__ = [
     "stage_key", "study_json_schema", "DoseSpec", "EvaluationSpec", "GroupingSpec", "ModelSpec",
     "ObjectSpec", "ProbeSpec", "ResourcesSpec", "Scenario", "ScanSpec", "StitchSpec", "TrainingSpec",
     "Axis", "Study", "StudyFile", "StudyMeta", "axis_paths", "parse_study", "study_from_dict",
-    "Condition", "Expectation", "parse_condition", "FaultsSpec",
+    "Condition", "Expectation", "parse_condition", "FaultsSpec", "RuntimeEnvSpec",
 ]

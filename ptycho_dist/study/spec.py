@@ -18,6 +18,11 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from ptycho_dist.physics.scans import grid_shape
 
 __all__ = [
+    "RUNTIME_ENV_TARGETS",
+    "RESERVED_ENV_VARS",
+    "RuntimeEnvConfig",
+    "BackendRuntimeEnv",
+    "RuntimeEnvSpec",
     "PINN_BACKENDS",
     "PINN_SIZES",
     "ITERATIVE_BACKENDS",
@@ -883,3 +888,105 @@ def _check_split(s: Scenario) -> None:
                          f"must allow at least {need} groups with training.val_fraction = {vf:g} "
                          f"({how}the validation split takes {validation_groups(groups, vf)} of {groups} "
                          "and leaves none for training)", value)
+
+
+#: where a runtime environment applies: the model stages of one backend, or ``base`` (the CPU stages
+#: -- simulate, group, stitch, evaluate, parity -- and the oracle arm's)
+RUNTIME_ENV_TARGETS: tuple[str, ...] = ("base", "torch", "tf", "ptychi")
+
+#: environment variables the driver sets on model-stage workers itself (ptycho_dist.orchestration.tasks)
+RESERVED_ENV_VARS: frozenset[str] = frozenset({"PTYCHO_DIST_BACKEND"})
+
+
+class RuntimeEnvConfig(SpecModel):
+    """Ray's ``runtime_env["config"]``: how the environment is set up."""
+
+    setup_timeout_seconds: int = Field(default=600, ge=-1)
+    """Seconds Ray waits for the environment to be set up on a node (-1: no limit; 0 is refused)."""
+    eager_install: bool = True
+    """Install the environment when the job starts rather than at its first task."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.setup_timeout_seconds == 0:
+            raise ValueError("setup_timeout_seconds must be greater than zero or equal to -1, got 0")
+        return self
+
+
+class BackendRuntimeEnv(SpecModel):
+    """A Ray ``runtime_env`` for the tasks of one backend: the fields Ray accepts at task level that a
+    study needs. How a task runs, never what it computes: it is not part of any stage key."""
+
+    env_vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+    """Environment variables of the worker processes (names: letters, digits, '_'; values: strings)."""
+    pip: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+    """Requirements pip installs into a virtualenv on top of the worker's Python (Ray's ``pip``)."""
+    uv: tuple[Annotated[str, Field(min_length=1)], ...] | None = None
+    """The same with uv (Ray's ``uv``)."""
+    conda: str | None = Field(default=None, min_length=1)
+    """The name of a conda environment present on every node, or an environment.yml path."""
+    py_executable: str | None = Field(default=None, min_length=1)
+    """The Python that runs the worker, e.g. the interpreter of a per-backend virtualenv on every node."""
+    image_uri: str | None = Field(default=None, min_length=1)
+    """A container image the worker runs in (Ray's ``image_uri``; only with ``env_vars`` and ``config``)."""
+    config: RuntimeEnvConfig | None = None
+    """Set-up timeout and eager installation."""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        managers = [name for name in ("pip", "uv", "conda") if getattr(self, name) is not None]
+        if len(managers) > 1:
+            raise ValueError(f"only one of pip, uv and conda may be given (Ray refuses several), got {managers}")
+        if self.image_uri is not None:
+            others = [name for name in ("pip", "uv", "conda", "py_executable") if getattr(self, name) is not None]
+            if others:
+                raise ValueError(f"image_uri can only be combined with env_vars and config (Ray's rule), got {others}")
+        reserved = sorted(RESERVED_ENV_VARS & set(self.env_vars))
+        if reserved:
+            raise ValueError(f"env_vars: {reserved[0]} is set by ptycho-dist itself")
+        return self
+
+    def to_ray(self) -> dict[str, Any]:
+        """The ``runtime_env`` dict Ray takes (fields left unset are absent)."""
+        out: dict[str, Any] = {}
+        if self.env_vars:
+            out["env_vars"] = dict(self.env_vars)
+        for name in ("pip", "uv"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value)
+        for name in ("conda", "py_executable", "image_uri"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.config is not None:
+            out["config"] = self.config.to_dict()
+        return out
+
+
+class RuntimeEnvSpec(SpecModel):
+    """The ``[runtime_env]`` table: a Ray runtime environment per backend. ``base`` applies to the CPU
+    stages and the oracle arm; ``torch``, ``tf`` and ``ptychi`` to the model stages (train, infer,
+    reconstruct) of that backend, so that TensorFlow and PyTorch can use environments whose CUDA stacks
+    would conflict. Not part of the scenarios or their keys: changing it recomputes nothing."""
+
+    base: BackendRuntimeEnv | None = None
+    """CPU stages (simulate, group, stitch, evaluate, parity) and the oracle arm."""
+    torch: BackendRuntimeEnv | None = None
+    """Model stages of the PyTorch arm."""
+    tf: BackendRuntimeEnv | None = None
+    """Model stages of the TensorFlow arm."""
+    ptychi: BackendRuntimeEnv | None = None
+    """Model stages of the iterative (pty-chi) arm."""
+
+    def for_target(self, target: str) -> BackendRuntimeEnv | None:
+        """The environment of ``target`` (one of :data:`RUNTIME_ENV_TARGETS`), None when unset."""
+        if target not in RUNTIME_ENV_TARGETS:
+            raise ValueError(f"runtime_env target must be one of {list(RUNTIME_ENV_TARGETS)}, got {target!r}")
+        env: BackendRuntimeEnv | None = getattr(self, target)
+        return env
+
+    def merged(self, other: RuntimeEnvSpec) -> RuntimeEnvSpec:
+        """This spec with the targets ``other`` sets replaced by ``other``'s (a CLI flag over the file)."""
+        return self.model_copy(update={t: getattr(other, t) for t in RUNTIME_ENV_TARGETS
+                                       if getattr(other, t) is not None})

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from ptycho_dist.errors import SpecError
 from ptycho_dist.study.expect import Expectation
 from ptycho_dist.study.messages import describe_error, first_error_message, format_loc
-from ptycho_dist.study.spec import Scenario, SpecModel
+from ptycho_dist.study.spec import RuntimeEnvSpec, Scenario, SpecModel
 
 __all__ = ["StudyMeta", "StudyFile", "Axis", "Study", "parse_study", "study_from_dict", "axis_paths"]
 
@@ -75,6 +75,10 @@ class StudyFile(SpecModel):
     expect: tuple[Expectation, ...] = ()
     """``[[expect]]`` entries: what the run's tables must show (evaluated after the run, by
     ``ptycho-dist check`` and in the report)."""
+    runtime_env: RuntimeEnvSpec = RuntimeEnvSpec()
+    """``[runtime_env.<backend>]``: a Ray runtime environment per backend (``base``, ``torch``,
+    ``tf``, ``ptychi``), applied to that backend's tasks. How the study runs, not what it computes:
+    it is not part of the scenarios, their ids or their stage keys."""
 
     @field_validator("expect")
     @classmethod
@@ -116,6 +120,8 @@ class Study:
     excludes: tuple[Mapping[str, Any], ...]
     scenarios: tuple[Scenario, ...]
     expectations: tuple[Expectation, ...] = ()
+    runtime_env: RuntimeEnvSpec = RuntimeEnvSpec()
+    """Ray runtime environments per backend (not part of any scenario or key; not in ``study.json``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec as JSON-compatible data (written to ``study.json``)."""
@@ -290,7 +296,7 @@ def study_from_dict(raw: Mapping[str, Any], *, source: str = "<study>") -> Study
     _validate_axis_values(base, axes, source, zipped)
     scenarios = _expand(parsed, axes, excludes, source)
     return Study(source, parsed.study, parsed.base, tuple(axes), tuple(excludes), tuple(scenarios),
-                 parsed.expect)
+                 parsed.expect, runtime_env=parsed.runtime_env)
 
 
 def _interned(scenario: Scenario, shared: dict[str, Any]) -> Scenario:
