@@ -74,7 +74,8 @@ import numpy as np
 
 from ptycho_dist.errors import StitchError
 
-__all__ = ["StitchResult", "stitch", "scatter_patches", "gather_patches", "even_ceil", "crop_bounds"]
+__all__ = ["StitchResult", "stitch", "scatter_patches", "gather_patches", "even_ceil", "crop_bounds",
+           "object_layout"]
 
 Frame = Literal["object", "centered", "legacy"]
 _SNAP_ATOL = 1e-9
@@ -194,6 +195,42 @@ def stitch(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
     _check_inside(corner, pos, m, canvas_shape, frame)
     num_re, num_im, den = _accumulate(flat, corner, w, start, canvas_shape, _chunk(chunk_size))
     return _finish(num_re, num_im, den, canvas_shape, origin, m, frame)
+
+
+def object_layout(patches: np.ndarray, positions: np.ndarray, *, crop: int | None = 20,
+                  shape: tuple[int, int] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, int, int, np.ndarray, tuple[int, int]]:
+    """Validated inputs and placement of :func:`stitch` in the object frame (for other backends).
+
+    Parameters
+    ----------
+    patches, positions, crop, shape
+        As in :func:`stitch` (``frame="object"``).
+
+    Returns
+    -------
+    flat : numpy.ndarray, shape (n, N, N)
+        The patches, flattened (a view where possible).
+    corner : numpy.ndarray, float64, shape (n, 2)
+        Canvas coordinates ``(x, y)`` of crop pixel ``(0, 0)`` of every patch (snapped).
+    start, m : int
+        Crop start and size.
+    origin : numpy.ndarray, float64, shape (2,)
+        Object coordinates of canvas pixel ``(0, 0)``.
+    canvas_shape : tuple of int
+        ``(H', W')``.
+
+    Raises
+    ------
+    StitchError
+        As :func:`stitch`.
+    """
+    flat, pos = _validate_inputs(patches, positions)
+    start, m = crop_bounds(flat.shape[-1], crop)
+    origin, canvas_shape = _layout(pos, m, "object", shape)
+    corner = _snap(pos - m // 2 - origin)
+    _check_inside(corner, pos, m, canvas_shape, "object")
+    return flat, corner, start, m, origin, canvas_shape
 
 
 def scatter_patches(patches: np.ndarray, positions: np.ndarray, *, shape: tuple[int, int],
