@@ -79,9 +79,36 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_gpu(args: argparse.Namespace) -> int:
+    from ptycho_dist.bench.gpu import NoGpuError, run_gpu
+
+    try:
+        doc = run_gpu(device=args.device, quick=args.quick)
+    except NoGpuError as exc:
+        _console().print(f"[bold red]no GPU[/bold red]: {exc}")
+        return 2
+    table = Table("section", "metric", "value", "unit", "baseline", "baseline value", "ratio",
+                  title=f"ptycho-dist bench gpu (device {doc['device']}, GPU {doc['gpu_name'] or 'none'})")
+    for section in ("simulate", "stitch", "train", "infer"):
+        for r in doc[section]:
+            table.add_row(section, r["metric"], f"{r['value']:.4g}", r["unit"], r["baseline"],
+                          f"{r['baseline_value']:.4g}", f"{r['ratio']:.3g}")
+    _console().print(table)
+    if not doc["gpu"]:
+        _console().print("[bold yellow]not a GPU run[/bold yellow]: the torch paths ran on the CPU "
+                         "(smoke test); these are not GPU figures")
+    out = args.json or "bench_gpu.json"
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh, indent=2)
+    _console().print(f"wrote {out}")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from ptycho_dist.bench import REGISTRY, run_bench
 
+    if args.name == "gpu":
+        return cmd_bench_gpu(args)
     names = [args.name] if args.name else sorted(REGISTRY)
     if args.name and args.name not in REGISTRY:
         raise SpecError(f"bench: unknown benchmark {args.name!r}; known: {', '.join(sorted(REGISTRY))}")
@@ -328,10 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("bench", help="run a benchmark (ratios against a baseline measured in the same run)")
-    p.add_argument("name", nargs="?", help="benchmark name (default: all)")
+    p.add_argument("name", nargs="?", help="benchmark name (default: all; 'gpu' runs every GPU benchmark into one JSON)")
     p.add_argument("--json", metavar="PATH", help="also write the records as JSON")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test, figures not representative)")
     p.add_argument("--scenarios", type=int, metavar="N", help="runner: number of tiny scenarios (default 1000)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="bench gpu only: the torch device (auto = CUDA, refused without a GPU; cpu = smoke test)")
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -397,3 +397,18 @@ def test_legacy_frame_drops_patches_entirely_outside(rng):
 def test_legacy_frame_bad_arguments(kwargs, message):
     with pytest.raises(StitchError, match=message):
         stitch(np.ones((2, 16, 16)), np.array([[20.0, 20.0], [24.0, 20.0]]), crop=8, **kwargs)
+
+
+@pytest.mark.parametrize("crop", [None, 5])
+def test_uniform_box_coverage_matches_the_general_splat(rng, crop):
+    # uniform weights take the difference-array coverage; an all-ones array that is not
+    # recognised as uniform (scaled by 2) takes the general splat path: same canvas, coverage x 2
+    pos = rng.uniform(8, 40, size=(30, 2))
+    pos[:3] = np.round(pos[:3])  # integer positions too (no spill)
+    patches = _complex(rng, (30, 12, 12)).astype(np.complex64)
+    uni = stitch(patches, pos, crop=crop, shape=(52, 52))
+    gen = stitch(patches, pos, crop=crop, shape=(52, 52), weights=np.full((12, 12), 2.0))
+    np.testing.assert_array_equal(uni.covered, gen.covered)
+    assert not uni.covered.all() and np.all(uni.coverage[~uni.covered] == 0)
+    np.testing.assert_allclose(2 * uni.coverage, gen.coverage, rtol=1e-6)
+    np.testing.assert_allclose(uni.canvas[uni.covered], gen.canvas[gen.covered], rtol=1e-5, atol=1e-6)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import asdict, dataclass, fields
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import ValidationError
@@ -52,11 +52,11 @@ SPEC_FIELDS: dict[str, tuple[str, str]] = {
     "gridsize": ("grouping", "gridsize"),
     **{name: ("model", name) for name in ("filters", "n_filters_scale", "init", "loss",
                                           "amp_activation", "object_big", "trainable_scale",
-                                          "log_scale_init")},
+                                          "log_scale_init", "channels_last")},
     **{name: ("training", name) for name in ("lr", "batch_size", "epochs", "plateau_factor",
                                              "plateau_patience", "min_lr",
                                              "early_stopping_patience", "schedule",
-                                             "val_fraction")},
+                                             "val_fraction", "precision")},
 }
 
 
@@ -139,6 +139,10 @@ class PinnConfig:
         rule; early stopping on the training loss).
     val_fraction : float
         Share of groups held out for validation, in [0, 0.9].
+    channels_last : bool
+        torch: network and inputs in channels-last memory format (``model.channels_last``).
+    precision : {"32", "bf16-mixed"}
+        torch: float32, or bfloat16 autocast with float32 weights (``training.precision``).
     """
 
     n: int = 64
@@ -160,6 +164,8 @@ class PinnConfig:
     early_stopping_patience: int | None = None
     schedule: ScheduleName = "torch"
     val_fraction: float = 0.1
+    channels_last: bool = False
+    precision: Literal["32", "bf16-mixed"] = "32"
 
     def __post_init__(self) -> None:
         if self.filters is not None and not isinstance(self.filters, tuple):

@@ -6,6 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -15,7 +16,7 @@ from ptycho_dist.pipeline.base import StageContext, execute_stage
 from ptycho_dist.study import RuntimeEnvSpec, Scenario, StageTask, stage_def
 
 __all__ = ["FaultInjection", "run_stage_task", "run_stage_task_recycled", "remote_for", "task_options",
-           "task_arm", "RECYCLED_BACKENDS", "runtime_env_target"]
+           "task_arm", "task_device", "RECYCLED_BACKENDS", "runtime_env_target"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ def _run_stage(run_dir: str, task: dict[str, Any], fault: FaultInjection | None 
     st = StageTask.from_dict(task)
     if fault is not None:
         fault.maybe_kill(st.stage)
-    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train)
+    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train,
+                       device=task_device(ray.get_gpu_ids(), backend=os.environ.get("PTYCHO_DIST_BACKEND")))
     return dataclasses.asdict(execute_stage(ctx, st))
 
 
@@ -62,6 +64,25 @@ def _run_stage(run_dir: str, task: dict[str, Any], fault: FaultInjection | None 
 run_stage_task = ray.remote(max_retries=3, retry_exceptions=False)(_run_stage)
 #: the same task in a worker that exits after it (TF model stages: releases TF's GPU memory)
 run_stage_task_recycled = ray.remote(max_retries=3, retry_exceptions=False, max_calls=1)(_run_stage)
+
+
+def task_device(gpu_ids: list[Any], *, backend: str | None,
+                cuda_available: Callable[[], bool] | None = None) -> str:
+    """The compute path of a stage task: "cuda" when Ray gave it a GPU and torch sees CUDA.
+
+    ``backend`` is the worker pool's backend (``PTYCHO_DIST_BACKEND``): a TF worker never imports
+    torch (TF and PyTorch never share a process), so it stays on "numpy". ``cuda_available`` is
+    called only when there is a GPU id (default: ``torch.cuda.is_available``).
+    """
+    from ptycho_dist.models.device import resolve_device
+
+    if not gpu_ids or backend == "tf":
+        return "numpy"
+    if cuda_available is None:
+        import torch
+
+        cuda_available = torch.cuda.is_available
+    return resolve_device("auto", gpu_ids=gpu_ids, cuda_available=cuda_available())
 
 
 def task_arm(task: StageTask) -> Scenario:

@@ -42,6 +42,10 @@ class StageContext:
 
     run_dir: Path
     distributed_train: Callable[..., Any] | None = None
+    device: str = "numpy"
+    """Compute path of stages that have a torch variant (stitching): "numpy" (default), "cpu" or
+    "cuda"; the orchestration layer sets "cuda" for a task that Ray gave a GPU
+    (:func:`ptycho_dist.models.device.resolve_device`)."""
 
     @property
     def layout(self) -> RunLayout:

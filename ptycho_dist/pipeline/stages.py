@@ -229,7 +229,14 @@ def stitch_stage(ctx: StageContext, task: StageTask) -> StageResult:
                      side=legacy_canvas_side(sim.probe.shape[0], s.grouping.gridsize))
     else:
         shape = sim.object.shape if s.stitch.frame == "object" else None
-        res = stitch(patches, positions, crop=s.stitch.crop, frame=s.stitch.frame, shape=shape, weights=weights)
+        if ctx.device != "numpy" and s.stitch.frame == "object":  # a task with a GPU: torch
+            from ptycho_dist.models.device import stitch_on
+
+            res = stitch_on(patches, positions, crop=s.stitch.crop, shape=shape, weights=weights,
+                            device="cuda" if ctx.device == "cuda" else "cpu")
+        else:
+            res = stitch(patches, positions, crop=s.stitch.crop, frame=s.stitch.frame, shape=shape,
+                         weights=weights)
     return StageResult(Reconstruction(canvas=res.canvas, coverage=res.coverage,
                                       origin=[float(v) for v in res.origin], crop=res.crop, frame=res.frame))
 

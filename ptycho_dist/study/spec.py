@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ptycho_dist.physics.scans import grid_shape
@@ -136,9 +145,21 @@ class SpecModel(BaseModel):
         extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True, allow_inf_nan=False
     )
 
+    #: fields added after stored keys existed: left out of :meth:`to_dict` (and so of every key
+    #: and scenario id) while they hold their default, so that earlier keys stay valid
+    late_fields: ClassVar[tuple[str, ...]] = ()
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-compatible dict (tuples become lists)."""
+        """JSON-compatible dict (tuples become lists); :attr:`late_fields` at default left out."""
         return self.model_dump(mode="json")
+
+    @model_serializer(mode="wrap")
+    def _omit_late_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for name in type(self).late_fields:
+            if name in data and getattr(self, name) == type(self).model_fields[name].default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -377,6 +398,11 @@ class ModelSpec(SpecModel):
     """Activation of the amplitude decoder's output."""
     object_big: bool = True
     """gridsize > 1: apply the overlap constraint (the group's patches averaged on a shared canvas)."""
+    channels_last: bool = False
+    """torch backend: keep the network and its inputs in channels-last memory format (faster
+    convolutions on recent GPUs; same results within float tolerance). Not available for tf."""
+
+    late_fields: ClassVar[tuple[str, ...]] = ("channels_last",)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -421,6 +447,12 @@ class TrainingSpec(SpecModel):
     seed: int = Field(default=0, ge=0)
     """Training-seed index: another value draws other initial weights, validation split and
     shuffling on the same simulated and grouped data (an axis over it measures seed spread)."""
+    precision: Literal["32", "bf16-mixed"] = "32"
+    """Numeric precision of training and inference (torch backend): "32" (float32, default) or
+    "bf16-mixed" (bfloat16 autocast, float32 weights; Lightning's precision setting). Not available
+    for tf."""
+
+    late_fields: ClassVar[tuple[str, ...]] = ("precision",)
 
 
 class IterativeSpec(SpecModel):
@@ -681,6 +713,14 @@ class Scenario(SpecModel):
                              f"distinct groups of {c} among scan.n_positions = {n} positions", g.n_groups)
         if self.model.backend in PINN_BACKENDS:
             _check_pinn(self)
+        if self.model.backend != "torch":
+            if self.model.channels_last:
+                raise rule_error("Scenario", ("model", "channels_last"), "applies to model.backend = "
+                                 f"'torch' only, got backend {self.model.backend!r}", True)
+            if self.training.precision != "32":
+                raise rule_error("Scenario", ("training", "precision"), "'bf16-mixed' applies to "
+                                 f"model.backend = 'torch' only, got backend {self.model.backend!r}",
+                                 self.training.precision)
         if self.model.backend in ITERATIVE_BACKENDS:
             _check_iterative(self)
         _check_jitter(self)

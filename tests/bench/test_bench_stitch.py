@@ -30,9 +30,13 @@ def test_workload_keeps_patches_inside_the_object():
 def test_quick_run_records():
     assert REGISTRY["stitch"] == "ptycho_dist.bench.stitch"
     records = run(quick=True)
-    assert [r.metric for r in records] == ["patches_per_s", "peak_bytes", "peak_bytes"]
+    assert [r.metric for r in records] == ["patches_per_s", "peak_bytes", "peak_bytes", "bytes_per_s"]
     assert all(isinstance(r, BenchRecord) and r.bench == "stitch" for r in records)
-    rate, peak, loop_peak = records
+    rate, peak, loop_peak, moved = records
+    assert moved.unit == "bytes/s" and moved.baseline.startswith("floor: numpy copy")
+    assert f"({256 * 20 * 20 * 8} bytes)" in moved.baseline  # complex64 crops of 256 patches
+    assert moved.ratio == pytest.approx(moved.value / moved.baseline_value)
+    assert 0 < moved.ratio < 1  # stitching reads the crops at least once, like the copy
     assert rate.unit == "patches/s"
     assert rate.ratio == pytest.approx(rate.value / rate.baseline_value)
     assert peak.unit == "bytes" and peak.ratio == pytest.approx(peak.baseline_value / peak.value)
@@ -44,6 +48,6 @@ def test_quick_run_records():
 
 @pytest.mark.slow
 def test_full_run_meets_targets():
-    rate, peak, _ = run_bench("stitch")
+    rate, peak, _, _ = run_bench("stitch")
     assert rate.ratio >= 50  # measured ~580x on a 2-core CPU box
     assert peak.ratio >= 10  # measured ~65x against 256 live canvases

@@ -165,3 +165,27 @@ def test_oracle_grid_mode_stitches_the_truth(tmp_path: Path, gridsize: int, jitt
     assert diag["grouping_mode"] == "grid" and diag["n_distinct_relative"] == c
     metrics = {(r["target"], r["channel"]): r for r in outcomes[-1].rows["metrics"]}
     assert metrics[("stitched", "amplitude")]["ssim"] > min_ssim
+
+
+def test_stitch_stage_on_the_torch_path_matches_numpy(tmp_path: Path) -> None:
+    # device "cpu" (what a GPU task gets as "cuda") runs stitch_on; same reconstruction within tolerance
+    import dataclasses
+
+    pytest.importorskip("torch")
+    from ptycho_dist.storage.outputs import Reconstruction
+
+    s = _scenario()
+    keys = scenario_keys(s)
+    ctx = _ctx(tmp_path, s)
+    run_scenario_inline(ctx, s)
+    ref = ctx.layout.outputs.read("stitch", keys.stitch, Reconstruction)
+    torch_ctx = dataclasses.replace(ctx, device="cpu")
+    task = next(t for t in scenario_tasks(s) if t.stage == "stitch")
+    from ptycho_dist.pipeline.stages import stitch_stage
+
+    got = stitch_stage(torch_ctx, task).output
+    assert isinstance(got, Reconstruction)
+    np.testing.assert_array_equal(np.isfinite(got.canvas), np.isfinite(ref.canvas))
+    ok = np.isfinite(ref.canvas)
+    np.testing.assert_allclose(got.canvas[ok], ref.canvas[ok], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.coverage, ref.coverage, rtol=1e-6)

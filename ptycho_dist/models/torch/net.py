@@ -114,13 +114,15 @@ class PinnNet(nn.Module):
         Tensor, complex64, shape (B, C, N, N)
             ``amp * (cos(phase) + i sin(phase))``, zero outside the central N/2 window.
         """
-        z = x
+        z = x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
         for block in self.encoder:
             z = F.max_pool2d(block(z), 2)
-        amp = self.amp_fn(_run_decoder(self.decoder_amp, z))
-        phase = math.pi * torch.tanh(_run_decoder(self.decoder_phase, z))
+        # float32 from here on: under bf16 autocast the convolutions return bfloat16, and the
+        # complex object and its FFT are float32/complex64 (a no-op without autocast)
+        amp = self.amp_fn(_run_decoder(self.decoder_amp, z).float())
+        phase = math.pi * torch.tanh(_run_decoder(self.decoder_phase, z).float())
         amp, phase = pad_central(amp), pad_central(phase)
-        return torch.complex(amp * torch.cos(phase), amp * torch.sin(phase))
+        return torch.complex(amp * torch.cos(phase), amp * torch.sin(phase)).contiguous()
 
     def forward(self, x: Tensor, relative: Tensor) -> tuple[Tensor, Tensor]:
         """Object patches and predicted amplitude.

@@ -55,6 +55,7 @@ _QUIET_MESSAGES = (
     r".*`training_step` returned `None`.*",  # on purpose: the step of a non-finite loss is skipped
     r".*defined a `validation_step` but have no `val_dataloader`.*",  # val_fraction = 0
     r".*`isinstance\(treespec, LeafSpec\)` is deprecated.*",  # Lightning 2.6 on torch 2.13
+    r".*The `srun` command is available on your system but is not used.*",  # a SLURM client installed
 )
 
 
@@ -107,9 +108,10 @@ def make_module(data: TrainData, config: PinnConfig, *, seed: int, has_val: bool
     """The LightningModule with weights drawn from ``torch.manual_seed(seed)`` (global RNG restored)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return PinnLightning(config, data.probe, has_val=has_val,
-                             log_scale=starting_log_scale(config, nphotons=data.nphotons,
-                                                               scale=data.scale))
+        module = PinnLightning(config, data.probe, has_val=has_val,
+                               log_scale=starting_log_scale(config, nphotons=data.nphotons,
+                                                                 scale=data.scale))
+    return module.to(memory_format=torch.channels_last) if config.channels_last else module
 
 
 def make_loader(dataset: TensorDataset, config: PinnConfig, *, seed: int, shuffle: bool,
@@ -135,7 +137,8 @@ def make_trainer(config: PinnConfig, *, accelerator: str, devices: int | str = 1
             max_epochs=config.epochs, accelerator=accelerator, devices=devices, logger=False,
             enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
             num_sanity_val_steps=0, strategy=strategy, plugins=plugins,
-            use_distributed_sampler=use_distributed_sampler)
+            use_distributed_sampler=use_distributed_sampler,
+            precision="bf16-mixed" if config.precision == "bf16-mixed" else "32-true")
 
 
 @contextlib.contextmanager
@@ -282,8 +285,11 @@ def infer_pinn(weights: dict[str, np.ndarray], config: PinnConfig, *, counts: np
     net = PinnNet(config, probe, log_scale=log_scale)
     import_weights(net, weights)
     net = net.to(dev).eval()
+    if config.channels_last:
+        net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     objs, amps = [], []
-    with torch.inference_mode():
+    bf16 = config.precision == "bf16-mixed"
+    with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         for start in range(0, x.shape[0], batch_size):
             sl = slice(start, start + batch_size)
             obj, amp = net(torch.from_numpy(x[sl]).to(dev), torch.from_numpy(rel[sl]).to(dev))
