@@ -28,7 +28,7 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
          "$VENV/bin/python" -m pip install -q -c "$ROOT/requirements/cpu-constraints.txt" \
-           -e "$ROOT[torch,tf,dev,iterative]"; } >"$VENV/pip-install.log" 2>&1; then
+           -e "$ROOT[torch,tf,dev,iterative,cloud]"; } >"$VENV/pip-install.log" 2>&1; then
     grep -v "is ignored: it is neither a file nor a directory" "$VENV/pip-install.log" >&2
     echo "ptycho-dist: installing into $VENV failed (log above, and in $VENV/pip-install.log)" >&2
     exit 1
