@@ -169,12 +169,11 @@ class RemoteRun:
         """Relative path -> object metadata (size, e_tag) of every object under the run (or ``prefix``)."""
         import obstore
 
-        out: dict[str, dict[str, Any]] = {}
-        chunks = self._call(f"listing {prefix or ''}", obstore.list, prefix)
-        for chunk in chunks:
-            for meta in chunk:
-                out[str(meta["path"])] = dict(meta)
-        return out
+        def collect(store: Any, prefix: str | None) -> dict[str, dict[str, Any]]:
+            # the listing is lazy: its requests (and their errors) happen while iterating
+            return {str(meta["path"]): dict(meta) for chunk in obstore.list(store, prefix) for meta in chunk}
+
+        return dict(self._call(f"listing {prefix or ''}", collect, prefix))
 
     def check_access(self) -> bool:
         """List the run's prefix (a StorageError naming the cause when the store refuses); True when
