@@ -202,3 +202,35 @@ def test_wrong_credentials_fail_with_one_line_and_write_nothing(env: dict[str, s
     assert "storage error" in line[0] and "not-the-secret" not in line[0], line
     assert objects(env, "wrong/") == {}
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("study.json"))
+
+
+def test_lock_object_create_only_heartbeat_and_takeover(env: dict[str, str]) -> None:
+    from ptycho_dist.errors import RunLockedError
+    from ptycho_dist.storage.remote import RemoteLock, RemoteRun
+
+    remote = RemoteRun(f"s3://{BUCKET}/locks/one")
+    key = "locks/one/run.lock"
+    first = RemoteLock(remote, command="first").acquire()
+    try:
+        with pytest.raises(RunLockedError, match="locked by another writer"):
+            RemoteLock(remote, command="second").acquire()
+        etag = first.etag
+        first.refresh()  # a conditional update on the ETag it wrote
+        assert first.etag != etag and not first.lost and first.owned()
+        # another writer replaced the object: the next heartbeat fails its condition, the lock is lost
+        client(env).put_object(Bucket=BUCKET, Key=key, Body=json.dumps(
+            {"host": "elsewhere", "pid": 1, "since": 0.0, "heartbeat": 0.0, "token": "x"}).encode())
+        first.refresh()
+        assert first.lost
+    finally:
+        first.release()
+    assert key in objects(env, "locks/one/")  # not ours any more: left alone
+    # a holder on another host, silent for long: reported as stale, taken over with --break-lock only
+    with pytest.raises(RunLockedError, match="looks stale"):
+        RemoteLock(remote).acquire()
+    notes: list[str] = []
+    taker = RemoteLock(remote, break_stale=True, notify=notes.append).acquire()
+    assert notes and "took over the stale lock" in notes[0]
+    assert json.loads(objects(env, "locks/one/")[key])["token"] == taker.token
+    taker.release()
+    assert objects(env, "locks/one/") == {}
