@@ -130,12 +130,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ptycho_dist.report.summary import render_run_summary
     from ptycho_dist.storage.specs import load_runtime_env, load_study
 
+    from ptycho_dist.storage.remote import RemoteRun, normalize_url
+
     study = load_study(args.spec)
     runtime_env = None
     for arg in args.runtime_env or ():
         one = load_runtime_env(arg)
         runtime_env = one if runtime_env is None else runtime_env.merged(one)
-    options = RunOptions(runtime_env=runtime_env, out=Path(args.out), address=args.address, max_in_flight=args.max_in_flight,
+    url = normalize_url(args.out)
+    options = RunOptions(runtime_env=runtime_env, out=url if url is not None else Path(args.out), address=args.address,
+                         max_in_flight=args.max_in_flight,
                          num_cpus=args.num_cpus, progress=not args.no_progress,
                          fault_injection=FaultInjection.from_env(), break_lock=args.break_lock,
                          new_version=args.new_version, connect_timeout=args.connect_timeout)
@@ -153,6 +157,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"report: {write_report(run)}")
     except StorageError as exc:  # an output the report shows is damaged or was removed: the run is recorded
         print(f"ptycho-dist run: report not written: {exc}", file=sys.stderr)
+    if summary.remote_url is not None:  # the expectations' rows and the report, uploaded
+        RemoteRun(summary.remote_url).push()
+        console.print(f"run on object storage: {summary.remote_url} (local mirror {summary.run_dir})")
     return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
 
 
@@ -171,6 +178,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     run = _open(args.run_dir, open_run)
     expectations = load_expectations(args.spec) if args.spec else None
     report = check_run(run, expectations)
+    _push_if_remote(args.run_dir)  # check records its results in the run's tables
     _console().print(render_check(report))
     return _strict_exit(args, verdict(run, report, fail_on_flags=args.fail_on_flags))
 
@@ -204,8 +212,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = _open(args.run_dir, open_run)
     run.require_intact()
-    _console().print(f"report: {write_report(run)}")
+    written = write_report(run)
+    if _push_if_remote(args.run_dir):
+        written = f"{written} (uploaded to {args.run_dir.rstrip('/')}/report/)"
+    _console().print(f"report: {written}")
     return EXIT_OK
+
+
+def _push_if_remote(run_dir: str) -> bool:
+    """Upload what a command wrote into the mirror of a run on object storage (True when remote)."""
+    from ptycho_dist.storage.remote import RemoteRun, is_remote
+
+    if not is_remote(run_dir):
+        return False
+    RemoteRun(run_dir).push()
+    return True
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -216,7 +237,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from ptycho_dist.storage.lock import read_lock
 
-    _open(args.run_dir, open_run)  # a folder that is not a run: exit 2
+    from ptycho_dist.storage.remote import is_remote
+
+    run = _open(args.run_dir, open_run)  # a folder that is not a run: exit 2
+    if is_remote(args.run_dir):
+        if args.repair:
+            raise SpecError(f"{args.run_dir}: --repair of a run on object storage is not supported; "
+                            "re-run the study (it recomputes what is missing) or repair a local copy")
+        args.run_dir = str(run.layout.root)  # the mirror, synced down by open
     console = _console()
     holder = read_lock(args.run_dir)
     if holder is not None and holder.stale_reason() is None and not args.repair:

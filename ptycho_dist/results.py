@@ -289,7 +289,12 @@ def lock_down(con: duckdb.DuckDBPyConnection, root: Path) -> None:
 
 
 def open(run_dir: str | Path) -> Results:  # noqa: A001 - the natural name, as in builtins.open
-    """Open the run at ``run_dir`` (the folder holding ``study.json``)."""
+    """Open the run at ``run_dir`` (the folder holding ``study.json``), or at a URL on object storage
+    (``s3://bucket/prefix/<study>``, ``gs://...``): its local mirror is synced down first, then read."""
+    from ptycho_dist.storage.remote import is_remote, local_run_dir
+
+    if is_remote(run_dir):
+        run_dir = local_run_dir(run_dir)
     layout = RunLayout(Path(run_dir))
     info = layout.read_study_json()
     ids = info.get("scenario_ids", [])

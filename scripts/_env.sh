@@ -2,7 +2,8 @@
 # project into it when pyproject.toml, the constraints or this script changed (a stamp records it).
 # Fast when nothing changed. Never installs a CUDA build of torch: requirements/cpu-constraints.txt
 # pins the CPU wheel (torch==2.13.0) and the torchvision release built for it (0.28.0), which the
-# iterative extra (pty-chi) needs.
+# iterative extra (pty-chi) needs. The cloud extra (obstore, runs on object storage) is installed too;
+# the dev extra's moto[server] (the object storage test's local S3) brings no torch.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${PTYCHO_DIST_VENV:-$ROOT/.venv}"
@@ -28,7 +29,7 @@ if [ ! -x "$VENV/bin/python" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   if ! { "$VENV/bin/python" -m pip install -q --upgrade pip &&
          "$VENV/bin/python" -m pip install -q -c "$ROOT/requirements/cpu-constraints.txt" \
-           -e "$ROOT[torch,tf,dev,iterative]"; } >"$VENV/pip-install.log" 2>&1; then
+           -e "$ROOT[torch,tf,dev,iterative,cloud]"; } >"$VENV/pip-install.log" 2>&1; then
     grep -v "is ignored: it is neither a file nor a directory" "$VENV/pip-install.log" >&2
     echo "ptycho-dist: installing into $VENV failed (log above, and in $VENV/pip-install.log)" >&2
     exit 1

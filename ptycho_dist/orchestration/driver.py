@@ -40,6 +40,7 @@ from ptycho_dist.orchestration.watchdog import RayGuard
 from ptycho_dist.pipeline.base import StageContext, StageOutcome, cached_outcome
 from ptycho_dist.pipeline.rows import scenario_rows
 from ptycho_dist.storage.lock import RunLock
+from ptycho_dist.storage.remote import RemoteLock, RemoteRun, normalize_url
 from ptycho_dist.storage.run import RunLayout
 from ptycho_dist.storage.tables import PAIR_TABLES, RUN_TABLES, RUN_UNIT, TableStore, json_row
 from ptycho_dist.storage.tables import STAGES as _TABLE_STAGES
@@ -71,7 +72,9 @@ def stderr_line(line: str) -> None:
 class RunOptions:
     """How to run a study."""
 
-    out: Path = Path("runs")
+    out: Path | str = Path("runs")
+    """A folder, or object storage: ``s3://bucket/prefix`` or ``gs://bucket/prefix`` (run on a local
+    mirror, uploaded as it commits: :mod:`ptycho_dist.storage.remote`)."""
     address: str | None = None
     max_in_flight: int | None = None
     num_cpus: int | None = None
@@ -105,6 +108,8 @@ class RunSummary:
     stages_cached: Counter[str] = field(default_factory=Counter)
     wall_seconds: float = 0.0
     failures: list[tuple[str, str, str]] = field(default_factory=list)  # (scenario_id, stage, error)
+    remote_url: str | None = None
+    """The run's URL when it lives on object storage (``run_dir`` is then its local mirror)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {"scenarios": self.scenarios, "status": dict(self.status), "already_done": self.already_done,
@@ -212,27 +217,52 @@ def run_study(study: Study, options: RunOptions = RunOptions()) -> RunSummary:
     else:  # an unreachable head, or one that refuses the token, fails before the run folder is created
         check_reachable(str(options.address or os.environ.get("RAY_ADDRESS")), timeout=options.connect_timeout)
         connect(options.address, num_cpus=options.num_cpus, timeout=options.connect_timeout)
+    url = normalize_url(options.out)
+    if url is not None:
+        return _run_remote(study, RemoteRun.for_study(url, study.meta.name), options, t0)
     layout = RunLayout.for_study(options.out, study.meta.name)
     with terminate_on_sigterm(), RunLock(layout.root, break_stale=options.break_lock, notify=options.notify,
                                          command=f"ptycho-dist run {study.source}"):
         return _run_locked(study, layout, options, t0)
 
 
-def _run_locked(study: Study, layout: RunLayout, options: RunOptions, t0: float) -> RunSummary:
+def _run_remote(study: Study, remote: RemoteRun, options: RunOptions, t0: float) -> RunSummary:
+    """A run on object storage: the store is checked (credentials, bucket) before anything is
+    written, the lock object taken, the mirror synced down; the study runs on the mirror, which is
+    uploaded after each commit, on the way out (an error, SIGTERM) and at the end."""
+    remote.check_access()
+    with terminate_on_sigterm(), RemoteLock(remote, break_stale=options.break_lock, notify=options.notify,
+                                            command=f"ptycho-dist run {study.source}"):
+        remote.pull(prune=True)
+        layout = RunLayout(remote.root)
+        try:
+            summary = _run_locked(study, layout, options, t0, remote)
+        finally:
+            if layout.study_json.exists():
+                with contextlib.suppress(Exception):  # what is committed is uploaded; the error is the one to see
+                    remote.push()
+        summary.remote_url = remote.url
+        return summary
+
+
+def _run_locked(study: Study, layout: RunLayout, options: RunOptions, t0: float,
+                remote: RemoteRun | None = None) -> RunSummary:
     ids = [scenario_id(s) for s in study.scenarios]
     planner = Planner()
     pair_ids = [planner.pair_keys(a, b).pair_id for a, b in plan_pairs(study.scenarios)]
     layout.initialize(study, scenario_ids=list(dict.fromkeys(ids)), pair_ids=pair_ids,
                       new_version=options.new_version)
+    if remote is not None:
+        remote.push()
     damaged = damaged_units(layout.tables)
     for unit, problem in sorted(damaged.items()):
         options.notify(f"{problem}: committed again from the stored stage outputs")
     plan = plan_study(study, layout, damaged=damaged)
     summary = RunSummary(layout.root, scenarios=len(set(ids)), already_done=len(plan.done_ids))
     summary.status.update({"ok": 0})
-    run_plan(study, plan, layout, options, summary)
+    run_plan(study, plan, layout, options, summary, remote=remote)
     if options.compact:
-        compact_run(layout)
+        compact_run(layout, remote=remote)
     for r in layout.tables.status_rows(set(ids)):
         summary.status[r["status"]] += 1
     summary.wall_seconds = time.perf_counter() - t0
@@ -240,10 +270,12 @@ def _run_locked(study: Study, layout: RunLayout, options: RunOptions, t0: float)
     return summary
 
 
-def run_plan(study: Study, plan: Plan, layout: RunLayout, options: RunOptions, summary: RunSummary) -> None:
+def run_plan(study: Study, plan: Plan, layout: RunLayout, options: RunOptions, summary: RunSummary, *,
+             remote: RemoteRun | None = None) -> None:
     """Run the nodes of ``plan`` and commit its units (Ray is started only when a node must be
-    computed; a plan of cache hits is resolved in this process). Call it holding the run lock."""
-    scheduler = _Scheduler(study, plan, layout, options, summary)
+    computed; a plan of cache hits is resolved in this process). Call it holding the run lock.
+    ``remote``: the run lives on object storage, ``layout`` is its mirror (uploaded after each commit)."""
+    scheduler = _Scheduler(study, plan, layout, options, summary, remote)
     if scheduler.resolve_cached():
         return
     guard = RayGuard().start() if _starts_local_ray(options.address) else None
@@ -262,12 +294,17 @@ def run_plan(study: Study, plan: Plan, layout: RunLayout, options: RunOptions, s
             guard.close()  # what ray.shutdown() left of the local Ray is stopped by PID
 
 
-def compact_run(layout: RunLayout) -> None:
+def compact_run(layout: RunLayout, *, remote: RemoteRun | None = None) -> None:
     """Compact the run's tables into one part per table (damaged units left out: the next run
-    commits them again) and pack its stage outputs (:meth:`~ptycho_dist.storage.arrays.ArrayStore.pack`)."""
+    commits them again) and pack its stage outputs (:meth:`~ptycho_dist.storage.arrays.ArrayStore.pack`).
+    ``remote``: the outputs workers uploaded are downloaded first, the result uploaded after."""
+    if remote is not None:
+        remote.pull(prefix="arrays.zarr/")
     tables = layout.tables
     tables.compact(skip=damaged_units(tables))
     layout.arrays.pack()
+    if remote is not None:
+        remote.push()
 
 
 def _starts_local_ray(address: str | None) -> bool:
@@ -305,8 +342,11 @@ class _Scheduler:
     or pair) is committed to the tables when its last node is resolved."""
 
     def __init__(self, study: Study, plan: Plan, layout: RunLayout, options: RunOptions,
-                 summary: RunSummary) -> None:
+                 summary: RunSummary, remote: RemoteRun | None = None) -> None:
         self.study, self.plan, self.layout, self.options, self.summary = study, plan, layout, options, summary
+        self.remote = remote
+        self.run_dir = remote.url if remote is not None else str(layout.root)
+        """what the tasks get: the folder, or the URL (each worker then uses its node's mirror)"""
         self.ctx = StageContext(layout.root)
         self.outcomes: dict[NodeId, StageOutcome] = {}
         state = scheduler_state(plan)
@@ -360,7 +400,7 @@ class _Scheduler:
                         self.resolve(nid, hit)
                         continue
                     task = self.plan.nodes[nid].task
-                    ref = self._remote(task, has_gpu, runtime_env).remote(str(self.layout.root), task.to_dict(),
+                    ref = self._remote(task, has_gpu, runtime_env).remote(self.run_dir, task.to_dict(),
                                                                           self.options.fault_injection)
                     in_flight[ref] = nid
                 if in_flight:
@@ -436,8 +476,12 @@ class _Scheduler:
         if self.segments_written % COMPACT_SEGMENTS == 0:
             self.tables.compact(skip=damaged_units(self.tables))
             if self.consumed:  # outputs no task of this run reads any more: safe to move into a pack
+                if self.remote is not None:  # those the workers uploaded, into the mirror first
+                    self.remote.pull(prefix="arrays.zarr/")
                 self.layout.arrays.pack(self.consumed)
                 self.consumed = []
+        if self.remote is not None:
+            self.remote.push()
 
     def _buffer(self, unit: TableUnit) -> None:
         if not self.buffer:

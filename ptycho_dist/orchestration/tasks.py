@@ -55,9 +55,19 @@ def _run_stage(run_dir: str, task: dict[str, Any], fault: FaultInjection | None 
     st = StageTask.from_dict(task)
     if fault is not None:
         fault.maybe_kill(st.stage)
-    ctx = StageContext(Path(run_dir), distributed_train=_distributed_train,
-                       device=task_device(ray.get_gpu_ids(), backend=os.environ.get("PTYCHO_DIST_BACKEND")))
-    return dataclasses.asdict(execute_stage(ctx, st))
+    from ptycho_dist.storage.remote import RemoteRun, is_remote
+
+    device = task_device(ray.get_gpu_ids(), backend=os.environ.get("PTYCHO_DIST_BACKEND"))
+    if not is_remote(run_dir):
+        ctx = StageContext(Path(run_dir), distributed_train=_distributed_train, device=device)
+        return dataclasses.asdict(execute_stage(ctx, st))
+    # object storage: this node's mirror; the inputs downloaded first, the new output uploaded after
+    remote = RemoteRun(run_dir)
+    remote.fetch_outputs([node for refs in st.inputs.values() for node in refs])
+    outcome = execute_stage(StageContext(remote.root, distributed_train=_distributed_train, device=device), st)
+    if not outcome.cached:
+        remote.upload_output(st.stage, st.key)
+    return dataclasses.asdict(outcome)
 
 
 #: the stage task (Ray retries it after a system failure; stage errors come back as outcomes)
