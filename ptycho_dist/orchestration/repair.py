@@ -75,7 +75,7 @@ class VerifyReport:
 
 
 def _study(layout: RunLayout) -> Study:
-    info = layout.read_study_json()
+    info = layout.read_study_json(full=True)
     return Study.from_dict(info["spec"], source=str(info.get("source", layout.study_json)))
 
 

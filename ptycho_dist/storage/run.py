@@ -43,6 +43,9 @@ if TYPE_CHECKING:  # imported where used: the light commands (query, status) nee
     from ptycho_dist.storage.tables import TableStore
     from ptycho_dist.study import Study
 
+#: the resolved scenarios of the recorded study (beside study.json)
+SCENARIOS_FILE = "study.scenarios.json"
+
 __all__ = ["RunLayout", "library_versions", "git_revision", "spec_digest", "spec_differences"]
 
 _LIBRARIES = ("numpy", "scipy", "scikit-image", "zarr", "pyarrow", "duckdb", "ray", "pydantic",
@@ -143,6 +146,7 @@ class RunLayout:
     def versions(self) -> list[Path]:
         """The earlier versions of ``study.json`` kept in the folder (``study.v1.json`` …), oldest first."""
         found = [(int(p.stem.split(".v")[1]), p) for p in self.root.glob("study.v*.json")
+                 if not p.name.endswith(".scenarios.json")
                  if p.stem.split(".v")[-1].isdigit()]
         return [p for _, p in sorted(found)]
 
@@ -157,14 +161,19 @@ class RunLayout:
         """
         spec = study.to_dict()
         digest = spec_digest(spec)
-        previous = self.read_study_json() if self.study_json.exists() else {}
+        previous = self.read_study_json(full=True) if self.study_json.exists() else {}
         version = int(previous.get("version", 1))
         if previous:
             recorded = previous.get("spec_sha256") or spec_digest(previous.get("spec", {}))
             if recorded != digest:
                 if not new_version:
                     raise StudyMismatchError(self._mismatch(study, previous, recorded, spec, version))
-                write_json_atomic(self.root / f"study.v{version}.json", previous)
+                kept = self.read_study_json()
+                if kept.get("scenarios_file"):  # its scenarios kept beside it, under its version
+                    name = f"study.v{version}.scenarios.json"
+                    write_text_atomic(self.root / name, (self.root / str(kept["scenarios_file"])).read_text())
+                    kept["scenarios_file"] = name
+                write_json_atomic(self.root / f"study.v{version}.json", kept)
                 previous, version = {}, version + 1
         tables = self.tables
         for folder in (self.root, self.logs, self.models, tables.path, self.report):
@@ -172,6 +181,10 @@ class RunLayout:
         tables.write_schema_file()
         self.arrays.initialize()
         self.arrays.clear_staging()
+        # the resolved scenarios (thousands of dicts) go beside study.json, which the light commands
+        # read: written first, so a study.json that names the file finds it complete
+        light = {k: v for k, v in spec.items() if k != "scenarios"}
+        write_json_atomic(self.root / SCENARIOS_FILE, {"spec_sha256": digest, "scenarios": spec["scenarios"]})
         write_json_atomic(self.study_json, {
             "ptycho_dist_version": __version__,
             "git_revision": git_revision(Path(__file__).parent),
@@ -184,7 +197,8 @@ class RunLayout:
             "finished_at": None,
             "scenario_ids": scenario_ids,
             "pair_ids": list(pair_ids or []),
-            "spec": spec,
+            "scenarios_file": SCENARIOS_FILE,
+            "spec": light,
         })
 
     def _mismatch(self, study: Study, previous: dict[str, Any], recorded: str, spec: dict[str, Any],
@@ -197,14 +211,25 @@ class RunLayout:
                 f"of this folder (study.json is kept as study.v{version}.json; tables then show only the new "
                 "version's scenarios), or choose another --out")
 
-    def read_study_json(self) -> dict[str, Any]:
-        """The recorded ``study.json`` (StorageError when the folder is not a run)."""
+    def read_study_json(self, *, full: bool = False) -> dict[str, Any]:
+        """The recorded ``study.json`` (StorageError when the folder is not a run); with ``full``, its
+        ``spec`` with the resolved scenarios of ``study.scenarios.json`` put back (what
+        :meth:`Study.from_dict` reads)."""
         try:
-            return dict(json.loads(self.study_json.read_text()))
+            data = dict(json.loads(self.study_json.read_text()))
         except FileNotFoundError:
             raise StorageError(f"{self.root}: not a ptycho-dist run directory (no study.json)") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CorruptDataError(f"{self.study_json}: unreadable ({exc})", path=str(self.study_json)) from exc
+        name = data.get("scenarios_file")
+        if full and name and "scenarios" not in data.get("spec", {}):
+            path = self.root / str(name)
+            try:
+                extra = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                raise CorruptDataError(f"{path}: unreadable ({exc}); study.json names it", path=str(path)) from exc
+            data["spec"] = {**data["spec"], "scenarios": extra["scenarios"]}
+        return data
 
     def finish(self, summary: dict[str, Any]) -> None:
         """Record the end time and the run summary in ``study.json``."""

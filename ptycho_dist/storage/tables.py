@@ -123,6 +123,16 @@ def flatten_scenario(scenario: Scenario) -> dict[str, Any]:
                 out[f"{prefix}{k}"] = v
 
     walk(scenario.to_dict(), "")
+
+    def late(model: BaseModel, prefix: str) -> None:  # fields to_dict leaves out at their defaults
+        for name in getattr(type(model), "late_fields", ()):
+            out.setdefault(f"{prefix}{name}", getattr(model, name))
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, BaseModel):
+                late(value, f"{prefix}{name}_")
+
+    late(scenario, "")
     return out
 
 

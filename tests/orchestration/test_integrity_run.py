@@ -146,7 +146,7 @@ def test_an_edited_study_is_refused_unless_a_new_version(finished_run: Path, tmp
     assert "holds another version of study 'integ'" in line and "axes" in line and "--new-version" in line
     assert json.loads((run_dir / "study.json").read_text()) == before
     assert main([*args, "--new-version"]) == 0
-    assert json.loads((run_dir / "study.v1.json").read_text()) == before
+    assert json.loads((run_dir / "study.v1.json").read_text()) == {**before, "scenarios_file": "study.v1.scenarios.json"}
     run = open_run(run_dir)
     rows = run.sql("select dose_nphotons as d, count(*) as n from scenarios group by 1").to_pylist()
     assert rows == [{"d": 1e7, "n": 4}]  # the folder holds 8 scenarios, the current version 4

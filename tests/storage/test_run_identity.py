@@ -43,7 +43,9 @@ def test_the_spec_hash_ignores_formatting_and_pins_the_content() -> None:
 def test_same_spec_resumes_an_edited_one_is_refused(tmp_path: Path) -> None:
     layout = _init(tmp_path)
     first = json.loads(layout.study_json.read_text())
-    assert first["version"] == 1 and first["spec_sha256"] == spec_digest(first["spec"])
+    full = layout.read_study_json(full=True)  # study.json without the resolved scenarios, put back
+    assert "scenarios" not in first["spec"] and first["scenarios_file"] == "study.scenarios.json"
+    assert first["version"] == 1 and first["spec_sha256"] == spec_digest(full["spec"])
     _init(tmp_path)  # the same spec: a resume
     with pytest.raises(StudyMismatchError) as err:
         _init(tmp_path, seed=2)
@@ -57,7 +59,10 @@ def test_new_version_keeps_the_previous_study_json(tmp_path: Path) -> None:
     layout = _init(tmp_path)
     first = layout.study_json.read_text()
     _init(tmp_path, seed=2, new_version=True)
-    assert (tmp_path / "study.v1.json").read_text() == first
+    kept = json.loads((tmp_path / "study.v1.json").read_text())
+    assert kept == {**json.loads(first), "scenarios_file": "study.v1.scenarios.json"}
+    assert layout.read_study_json(full=True)["spec"]["scenarios"] != json.loads(
+        (tmp_path / "study.v1.scenarios.json").read_text())["scenarios"]  # each version keeps its own
     now = json.loads(layout.study_json.read_text())
     assert now["version"] == 2 and now["scenario_ids"] == ["s2a", "s2b"]
     _init(tmp_path, seed=3, new_version=True)
