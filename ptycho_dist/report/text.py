@@ -65,9 +65,12 @@ def rows_to_rich(columns: Sequence[str], rows: Sequence[Sequence[Any]], *, title
 def render_status(run: Results) -> Group:
     """Per-stage counts (computed / cache hits) and failures with their messages."""
     info = run.study()
-    cols, values = run.sql_rows("select * from scenarios")
+    every, _ = run.sql_rows("select * from scenarios limit 0")
+    stages = [c[len("key_"):] for c in every if c.startswith("key_")]
+    wanted = ["scenario_id", "status", "failed_stage", "error", "flags", "model_backend",
+              *(f"key_{s}" for s in stages), *(f"cached_{s}" for s in stages if f"cached_{s}" in every)]
+    cols, values = run.sql_rows("select " + ", ".join(f'"{c}"' for c in wanted) + " from scenarios")
     rows = [dict(zip(cols, v, strict=True)) for v in values]
-    stages = [c[len("key_"):] for c in cols if c.startswith("key_")]
     n_total = len(run.scenario_ids)
     counts: dict[str, int] = {}
     for r in rows:
