@@ -112,7 +112,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else sorted(REGISTRY)
     if args.name and args.name not in REGISTRY:
         raise SpecError(f"bench: unknown benchmark {args.name!r}; known: {', '.join(sorted(REGISTRY))}")
-    records = [r for name in names for r in run_bench(name, quick=args.quick, scenarios=args.scenarios if name == "runner" else None)]
+    records = [r for name in names for r in run_bench(name, quick=args.quick, scenarios=args.scenarios if name == "runner" else None,
+                                                            query_only=args.query_only or None if name == "runner" else None)]
     table = Table("bench", "metric", "value", "unit", "baseline", "baseline value", "ratio", title="ptycho-dist bench")
     for r in records:
         table.add_row(r.bench, r.metric, f"{r.value:.4g}", r.unit, r.baseline, f"{r.baseline_value:.4g}", f"{r.ratio:.3g}")
@@ -387,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="PATH", help="also write the records as JSON")
     p.add_argument("--quick", action="store_true", help="small sizes (smoke test, figures not representative)")
     p.add_argument("--scenarios", type=int, metavar="N", help="runner: number of tiny scenarios (default 1000)")
+    p.add_argument("--query-only", action="store_true",
+                   help="runner: time query and status only, on the tables of N scenarios written without Ray")
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="bench gpu only: the torch device (auto = CUDA, refused without a GPU; cpu = smoke test)")
     p.set_defaults(func=cmd_bench)

@@ -158,9 +158,41 @@ def _query_latency(run_dir: Path) -> tuple[float, float, float]:
     return query, bare, status
 
 
-def run(*, quick: bool = False, scenarios: int | None = None) -> list[BenchRecord]:
-    """Measure on fresh output folders; returns ratio records."""
+def synthetic_run(n: int, folder: Path) -> Path:
+    """A finished, compacted run folder of ``n`` tiny scenarios whose rows are written directly (no
+    Ray, no stage outputs): the tables of an ``n``-scenario run, to time the light commands on."""
+    from datetime import UTC, datetime
+
+    from ptycho_dist.storage.tables import TableStore, Unit, flatten_scenario
+
+    study = tiny_study(n)
+    layout = RunLayout.for_study(folder, study.meta.name)
+    ids = [scenario_id(s) for s in study.scenarios]
+    layout.initialize(study, scenario_ids=ids)
+    now = datetime.now(UTC)
+    units = [Unit(sid, "scenario", {
+        "scenarios": [{"scenario_id": sid, "study": study.meta.name, "status": "ok", "finished_at": now,
+                       **flatten_scenario(s)}],
+        "metrics": [{"target": t, "channel": c, "ssim": 0.9} for t in ("stitched", "patch")
+                    for c in ("amplitude", "phase")]}) for sid, s in zip(ids, study.scenarios, strict=True)]
+    tables = TableStore(layout.root)
+    for i in range(0, n, 512):
+        tables.write_units(units[i:i + 512])
+    tables.compact()
+    layout.finish({"synthetic": True})
+    return layout.root
+
+
+def run(*, quick: bool = False, scenarios: int | None = None, query_only: bool = False) -> list[BenchRecord]:
+    """Measure on fresh output folders; returns ratio records. With ``query_only``, only the query
+    and status latency, on a synthetic run of N scenarios (:func:`synthetic_run`)."""
     n = scenarios or (40 if quick else 1000)
+    if query_only:
+        with tempfile.TemporaryDirectory(prefix="ptycho-bench-query-") as tmp:
+            query, duck, status = _query_latency(synthetic_run(n, Path(tmp)))
+        return [ratio_record("runner", f"query_count_seconds ({n} scenarios' tables written without Ray; "
+                             f"ptycho-dist query, fresh process; status {status:.2f} s)",
+                             query, "s", "bare_duckdb_fresh_process", duck, higher_is_better=False)]
     study = tiny_study(n)
     bare_study = study if n <= BARE_SCENARIOS else tiny_study(BARE_SCENARIOS)
     started = connect(None)

@@ -44,12 +44,12 @@ def drift(dockerfile_text: str, env_sh_text: str | None = None) -> list[str]:
 def test_parsers_read_the_set_up_for_real() -> None:
     env = env_sh_install()
     assert env.constraints == {"requirements/cpu-constraints.txt"}
-    assert env.extras == {"torch", "tf", "dev", "iterative"}
+    assert env.extras == {"torch", "tf", "dev", "iterative", "cloud"}
     assert env.project == 1
     gpu = gpu_install()
     assert gpu.constraints == set()
     assert {"torch==2.13.0", "torchvision==0.28.0", "tensorflow[and-cuda]>=2.18,<2.22"} <= gpu.packages
-    assert gpu.extras == {"torch", "iterative", "dev"}
+    assert gpu.extras == {"torch", "iterative", "dev", "cloud"}
     assert gpu.index_url == {"https://download.pytorch.org/whl/cu128"}
 
 
@@ -59,10 +59,10 @@ def test_dockerfile_installs_what_the_readme_installs() -> None:
 
 @pytest.mark.parametrize("old,new,what", [
     ('-c requirements/cpu-constraints.txt', '', "cpu: constraints"),
-    ('-e ".[torch,tf,dev,iterative]"', '-e ".[torch,tf,dev]"', "cpu: extras"),
+    ('-e ".[torch,tf,dev,iterative,cloud]"', '-e ".[torch,tf,dev]"', "cpu: extras"),
     ('"tensorflow[and-cuda]>=2.18,<2.22"', '"tensorflow[and-cuda]>=2.18,<2.23"', "cuda: packages"),
     ('whl/cu128', 'whl/cu126', "cuda: index_url"),
-    ('-e ".[torch,iterative,dev]"', '-r requirements/gpu.txt -e ".[torch,iterative,dev]"', "cuda: requirements"),
+    ('-e ".[torch,iterative,dev,cloud]"', '-r requirements/gpu.txt -e ".[torch,iterative,dev,cloud]"', "cuda: requirements"),
 ])
 def test_a_drifted_dockerfile_fails(old: str, new: str, what: str) -> None:
     text = DOCKERFILE.read_text()
@@ -73,8 +73,8 @@ def test_a_drifted_dockerfile_fails(old: str, new: str, what: str) -> None:
 
 def test_a_drifted_env_sh_is_caught() -> None:
     env = (ROOT / "scripts" / "_env.sh").read_text()
-    assert "[torch,tf,dev,iterative]" in env
-    drifted = env.replace("[torch,tf,dev,iterative]", "[torch,tf,dev,iterative,gpu]")
+    assert "[torch,tf,dev,iterative,cloud]" in env
+    drifted = env.replace("[torch,tf,dev,iterative,cloud]", "[torch,tf,dev,iterative,gpu]")
     assert any(p.startswith("cpu: extras") for p in drift(DOCKERFILE.read_text(), drifted))
     assert any(p.startswith("cpu: constraints")
                for p in drift(DOCKERFILE.read_text(), env.replace("requirements/cpu-constraints.txt", "requirements/x.txt")))
